@@ -1,0 +1,196 @@
+"""WCRNN: the fused weakly coupled residual RNN layer."""
+
+import keras
+from keras import ops
+
+from keras_residual.layers import _wcrnn_kernels
+from keras_residual.layers.wcrnn_cell import WCRNNCell
+
+_CELL_ARGS = (
+    "units",
+    "coupling",
+    "residual",
+    "activation",
+    "use_bias",
+    "kernel_initializer",
+    "recurrent_initializer",
+    "bias_initializer",
+    "kernel_regularizer",
+    "recurrent_regularizer",
+    "bias_regularizer",
+    "kernel_constraint",
+    "recurrent_constraint",
+    "bias_constraint",
+    "residual_trainable",
+    "dropout",
+    "recurrent_dropout",
+    "seed",
+)
+
+
+@keras.saving.register_keras_serializable(package="keras_residual")
+class WCRNN(keras.layers.RNN):
+    """Weakly coupled residual RNN layer, with a fused recurrence.
+
+    Same model and weights as `keras.layers.RNN(WCRNNCell(...))`:
+
+        h_t = rho(h_{t-1}) + coupling * activation(x_t @ U + h_{t-1} @ W + b)
+
+    but the input projection `x @ U + b` of all steps is one matmul before
+    the loop, and the recurrence runs in each backend's best loop: one
+    `lax.scan` on JAX, one `tf.while_loop` on TensorFlow, and on PyTorch a
+    hand-written loop with an explicit backward pass
+    (`torch.autograd.Function`).
+
+    The generic `keras.layers.RNN` path (same results, slower) is taken
+    when a fast path cannot honour an option: a `mask`, `unroll=True`,
+    `recurrent_dropout` during training, and on PyTorch a trainable or
+    nonlinear residual or an activation other than tanh, sigmoid, relu or
+    linear. `layer.uses_fused_kernel(...)` tells which path a call takes.
+
+    Args:
+        units, coupling, residual, activation, use_bias, *_initializer,
+            *_regularizer, *_constraint, residual_trainable, dropout,
+            recurrent_dropout, seed: as in `kr.layers.WCRNNCell`.
+        return_sequences, return_state, go_backwards, stateful, unroll:
+            as in `keras.layers.RNN`.
+
+    Call arguments:
+        sequences: `(batch, timesteps, features)`.
+        initial_state: optional `[h0]` or `h0`, `(batch, units)`.
+        mask: optional `(batch, timesteps)` boolean mask.
+        training: whether dropout is active.
+
+    Example:
+
+    >>> layer = kr.layers.WCRNN(
+    ...     128, coupling=0.1,
+    ...     residual=kr.residuals.Rotational(angle=2 * np.pi / 28))
+    >>> layer(np.zeros((2, 784, 1))).shape
+    (2, 128)
+    """
+
+    def __init__(
+        self,
+        units,
+        coupling=0.1,
+        residual="identity",
+        activation="tanh",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        residual_trainable=False,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        seed=None,
+        **kwargs,
+    ):
+        cell = WCRNNCell(
+            units,
+            coupling=coupling,
+            residual=residual,
+            activation=activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint,
+            residual_trainable=residual_trainable,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            seed=seed,
+            dtype=kwargs.get("dtype", None),
+            trainable=kwargs.get("trainable", True),
+            name="wcrnn_cell",
+        )
+        super().__init__(
+            cell,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            activity_regularizer=activity_regularizer,
+            **kwargs,
+        )
+        self.input_spec = [keras.layers.InputSpec(ndim=3)]
+
+    def uses_fused_kernel(self, mask=None, training=False):
+        """Whether a call with this mask and training flag runs the fused kernel."""
+        kernel = _wcrnn_kernels.get_kernel()
+        cell = self.cell
+        if kernel is None or mask is not None or self.unroll:
+            return False
+        if training and cell.recurrent_dropout > 0:
+            return False
+        return kernel.supports(cell.activation, cell.residual, cell.residual_trainable)
+
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        return super().call(sequences, mask=mask, training=training, initial_state=initial_state)
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        if keras.tree.is_nested(mask):
+            mask = mask[0]
+        if not self.uses_fused_kernel(mask, training):
+            return super().inner_loop(sequences, initial_state, mask, training=training)
+        cell = self.cell
+        if training and cell.dropout > 0:
+            dp_mask = cell.get_dropout_mask(sequences[:, 0, :])
+            sequences = sequences * ops.expand_dims(dp_mask, 1)
+        xp = ops.matmul(sequences, cell.kernel)
+        if cell.bias is not None:
+            xp = xp + cell.bias
+        h0 = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
+        last, outputs, h = _wcrnn_kernels.get_kernel().wcrnn_scan(
+            xp,
+            ops.convert_to_tensor(h0, dtype=xp.dtype),
+            ops.convert_to_tensor(cell.recurrent_kernel, dtype=xp.dtype),
+            cell.coupling,
+            cell.activation,
+            cell.residual,
+            go_backwards=self.go_backwards,
+            return_sequences=self.return_sequences,
+        )
+        if outputs is None:
+            outputs = ops.expand_dims(last, 1)
+        return last, outputs, [h]
+
+    def get_config(self):
+        cell_config = self.cell.get_config()
+        config = {k: cell_config[k] for k in _CELL_ARGS}
+        config["activity_regularizer"] = keras.regularizers.serialize(self.activity_regularizer)
+        base_config = super().get_config()
+        del base_config["cell"]
+        return {**base_config, **config}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def _cell_property(name):
+    return property(lambda self: getattr(self.cell, name), doc=f"The cell's `{name}`.")
+
+
+# Cell options read through the layer, as `keras.layers.SimpleRNN` does.
+for _name in _CELL_ARGS:
+    setattr(WCRNN, _name, _cell_property(_name))
+del _name

@@ -1,0 +1,264 @@
+"""Shared test helpers: the Keras layer check and the cross-backend check.
+
+`check_layer` verifies the Keras conventions every public layer of this
+library promises (config round trip, `.keras` round trip, symbolic call, one
+`fit` step, mixed precision). `assert_backends_agree` runs one snippet under
+tensorflow, jax and torch in subprocesses, with the same weights, and checks
+the outputs agree: the guarantee users rely on when they switch
+`KERAS_BACKEND`.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+import keras
+import numpy as np
+
+BACKENDS = ("tensorflow", "jax", "torch")
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _flat(outputs):
+    return [keras.ops.convert_to_numpy(o) for o in keras.tree.flatten(outputs)]
+
+
+def _shapes(outputs):
+    return [tuple(o.shape) for o in keras.tree.flatten(outputs)]
+
+
+def check_layer(
+    layer_factory,
+    inputs,
+    expected_output_shape=None,
+    fit=True,
+    mixed_precision=True,
+    atol=1e-6,
+):
+    """Run the Keras-conventions checks on a layer.
+
+    Args:
+        layer_factory: callable with no argument returning a new layer.
+        inputs: NumPy array (one input) fed to the layer.
+        expected_output_shape: shape (or list of shapes for several outputs)
+            of the eager output; `None` skips that comparison.
+        fit: whether to run one `fit` step on a model around the layer.
+        mixed_precision: whether to check the layer under `mixed_float16`.
+        atol: tolerance of the `.keras` round trip.
+
+    Returns:
+        The eager outputs of the first layer, as a list of NumPy arrays.
+
+    Raises:
+        AssertionError: when a check fails (with the check's name).
+    """
+    inputs = np.asarray(inputs)
+
+    # 1. Eager call and output shape.
+    layer = layer_factory()
+    eager = layer(inputs)
+    shapes = _shapes(eager)
+    if expected_output_shape is not None:
+        expected = expected_output_shape
+        if not isinstance(expected, list):
+            expected = [expected]
+        assert shapes == [tuple(s) for s in expected], (
+            f"output shape: got {shapes}, expected {expected}"
+        )
+
+    # 2. get_config / from_config round trip.
+    config = layer.get_config()
+    clone = layer.__class__.from_config(config)
+    clone_config = clone.get_config()
+    assert json.dumps(config, sort_keys=True, default=str) == json.dumps(
+        clone_config, sort_keys=True, default=str
+    ), (
+        "get_config/from_config round trip changed the config:\n"
+        f"{config}\n!=\n{clone_config}"
+    )
+    clone(inputs)
+    assert len(clone.weights) == len(layer.weights), (
+        "from_config clone has a different number of weights: "
+        f"{len(clone.weights)} != {len(layer.weights)}"
+    )
+
+    # 3. Symbolic call.
+    symbolic_layer = layer_factory()
+    symbolic_input = keras.Input(shape=inputs.shape[1:])
+    symbolic_output = symbolic_layer(symbolic_input)
+    symbolic_shapes = _shapes(symbolic_output)
+    eager_shapes_unbatched = [(None,) + s[1:] for s in shapes]
+    assert symbolic_shapes == eager_shapes_unbatched, (
+        f"symbolic output shape: got {symbolic_shapes}, "
+        f"eager call gave {shapes}"
+    )
+    model = keras.Model(symbolic_input, symbolic_output)
+
+    # 4. One fit step.
+    if fit:
+        targets = [np.zeros(s, dtype="float32") for s in shapes]
+        model.compile(optimizer="sgd", loss=["mse"] * len(targets))
+        history = model.fit(
+            inputs,
+            targets if len(targets) > 1 else targets[0],
+            batch_size=inputs.shape[0],
+            epochs=1,
+            verbose=0,
+        )
+        loss = history.history["loss"][-1]
+        assert np.isfinite(loss), f"fit step produced a non-finite loss {loss}"
+
+    # 5. .keras save/load round trip with identical outputs.
+    before = _flat(model(inputs))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.keras")
+        model.save(path)
+        loaded = keras.saving.load_model(path)
+    after = _flat(loaded(inputs))
+    assert len(before) == len(after), "reloaded model has another output count"
+    for b, a in zip(before, after):
+        np.testing.assert_allclose(
+            a, b, atol=atol, err_msg=".keras round trip changed the outputs"
+        )
+
+    # 6. Mixed precision.
+    if mixed_precision:
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy("mixed_float16")
+        try:
+            mp_layer = layer_factory()
+            mp_out = keras.tree.flatten(mp_layer(inputs))
+            for o in mp_out:
+                assert keras.backend.standardize_dtype(o.dtype) == "float16", (
+                    f"mixed_float16 output has dtype {o.dtype}"
+                )
+                assert np.all(np.isfinite(keras.ops.convert_to_numpy(o))), (
+                    "mixed_float16 output is not finite"
+                )
+            for w in mp_layer.weights:
+                assert w.dtype in ("float32", "int32", "int64", "bool"), (
+                    f"mixed_float16 variable {w.path} has dtype {w.dtype}"
+                )
+        finally:
+            keras.config.set_dtype_policy(previous)
+
+    return _flat(eager)
+
+
+_RUNNER = r'''
+import os, sys
+import numpy as np
+import keras
+
+io_path, mode = sys.argv[1], sys.argv[2]
+data = dict(np.load(io_path + ".in.npz"))
+inputs = [data[k] for k in sorted(k for k in data if k.startswith("x"))]
+inputs = inputs[0] if len(inputs) == 1 else inputs
+
+SNIPPET
+
+objects = make()
+if not isinstance(objects, dict):
+    objects = {"output": objects}
+weights_file = io_path + ".weights.npz"
+saved = dict(np.load(weights_file)) if mode == "load" else {}
+result, weights = {}, {}
+for name in sorted(objects):
+    obj = objects[name]
+    obj(inputs)  # build
+    if mode == "load":
+        count = len([k for k in saved if k.startswith(name + "/")])
+        obj.set_weights([saved[f"{name}/{i}"] for i in range(count)])
+    else:
+        for i, w in enumerate(obj.get_weights()):
+            weights[f"{name}/{i}"] = w
+    outs = keras.tree.flatten(obj(inputs))
+    for i, o in enumerate(outs):
+        result[f"{name}/{i}"] = keras.ops.convert_to_numpy(o)
+if mode == "save":
+    np.savez(weights_file, **weights)
+np.savez(io_path + "." + keras.backend.backend() + ".out.npz", **result)
+'''
+
+
+def _run(backend, script, io_path, mode):
+    env = dict(os.environ)
+    env["KERAS_BACKEND"] = backend
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.Popen(
+        [sys.executable, script, io_path, mode],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def run_under_backends(snippet, inputs, backends=BACKENDS):
+    """Run a snippet under several backends with the same weights.
+
+    Args:
+        snippet: Python source defining `make()`, which returns a Keras
+            layer or model, or a dict of them. Each is called on `inputs`;
+            the first backend's initial weights are given to all others.
+        inputs: a NumPy array or a list of them.
+        backends: backend names; the first one creates the weights.
+
+    Returns:
+        dict backend -> dict output name -> NumPy array.
+    """
+    if not isinstance(inputs, (list, tuple)):
+        inputs = [inputs]
+    with tempfile.TemporaryDirectory() as tmp:
+        script = os.path.join(tmp, "snippet.py")
+        with open(script, "w") as f:
+            f.write(_RUNNER.replace("SNIPPET", textwrap.dedent(snippet)))
+        io_path = os.path.join(tmp, "io")
+        np.savez(
+            io_path + ".in.npz",
+            **{f"x{i:02d}": np.asarray(x) for i, x in enumerate(inputs)},
+        )
+        first = _run(backends[0], script, io_path, "save")
+        log = first.communicate()[0]
+        if first.returncode != 0:
+            raise AssertionError(f"snippet failed under {backends[0]}:\n{log}")
+        procs = {b: _run(b, script, io_path, "load") for b in backends[1:]}
+        for b, p in procs.items():
+            log = p.communicate()[0]
+            if p.returncode != 0:
+                raise AssertionError(f"snippet failed under {b}:\n{log}")
+        return {
+            b: dict(np.load(f"{io_path}.{b}.out.npz")) for b in backends
+        }
+
+
+def assert_backends_agree(snippet, inputs, backends=BACKENDS, atol=1e-5):
+    """Assert that a snippet gives the same outputs under every backend.
+
+    See `run_under_backends` for the snippet's form. Outputs are compared
+    to the first backend's, elementwise within `atol` (float32 default).
+
+    Returns:
+        The outputs, as `run_under_backends` returns them.
+    """
+    results = run_under_backends(snippet, inputs, backends)
+    reference = results[backends[0]]
+    for backend in backends[1:]:
+        other = results[backend]
+        assert sorted(other) == sorted(reference), (
+            f"{backend} produced outputs {sorted(other)}, "
+            f"{backends[0]} produced {sorted(reference)}"
+        )
+        for key in reference:
+            np.testing.assert_allclose(
+                other[key],
+                reference[key],
+                atol=atol,
+                rtol=0,
+                err_msg=f"{key}: {backend} differs from {backends[0]}",
+            )
+    return results
