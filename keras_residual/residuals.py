@@ -28,6 +28,7 @@ import numpy as np
 from keras import ops
 
 from keras_residual import _activations
+from keras_residual import _ops
 
 _PACKAGE = "keras_residual"
 
@@ -192,7 +193,7 @@ def apply_linear_form(form, h):
     if kind == "rotation":
         return h * form[1] + _swap_pairs(h) * form[2]
     if kind == "dense":
-        return ops.matmul(h, form[1])
+        return _ops.matmul(h, form[1])
     raise ValueError(f"Unknown linear form {kind!r}.")
 
 
@@ -461,7 +462,7 @@ class Dense(Residual):
         return {"kernel": (self.scale * w0).T}
 
     def apply(self, h):
-        return ops.matmul(h, self._param("kernel", h.dtype))
+        return _ops.matmul(h, self._param("kernel", h.dtype))
 
     def linear_form(self, dtype=None):
         return ("dense", self._param("kernel", dtype))

@@ -8,6 +8,8 @@ the outputs agree: the guarantee users rely on when they switch
 `KERAS_BACKEND`.
 """
 
+import contextlib
+import copy
 import json
 import os
 import subprocess
@@ -71,7 +73,7 @@ def check_layer(
 
     # 2. get_config / from_config round trip.
     config = layer.get_config()
-    clone = layer.__class__.from_config(config)
+    clone = layer.__class__.from_config(copy.deepcopy(config))
     clone_config = clone.get_config()
     assert json.dumps(config, sort_keys=True, default=str) == json.dumps(
         clone_config, sort_keys=True, default=str
@@ -262,3 +264,83 @@ def assert_backends_agree(snippet, inputs, backends=BACKENDS, atol=1e-5):
                 err_msg=f"{key}: {backend} differs from {backends[0]}",
             )
     return results
+
+
+def gradients(layer, inputs, training=False):
+    """Gradients of `sum(output ** 2)` w.r.t. `layer.trainable_variables`,
+    with the backend's own autodiff (GradientTape, jax.grad, autograd).
+
+    Returns:
+        list of NumPy arrays, in the order of `layer.trainable_variables`.
+    """
+    backend = keras.backend.backend()
+    variables = layer.trainable_variables
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            outputs = keras.tree.flatten(layer(inputs, training=training))
+            loss = tf.add_n([tf.reduce_sum(tf.square(o)) for o in outputs])
+        return [g.numpy() for g in tape.gradient(loss, variables)]
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        trainable = [v.value for v in variables]
+        non_trainable = [v.value for v in layer.non_trainable_variables]
+
+        def loss_fn(trainable):
+            outputs, _ = layer.stateless_call(trainable, non_trainable, inputs, training=training)
+            return sum(jnp.sum(jnp.square(o)) for o in keras.tree.flatten(outputs))
+
+        return [np.asarray(g) for g in jax.grad(loss_fn)(trainable)]
+    if backend == "torch":
+        for v in variables:
+            v.value.grad = None
+        outputs = keras.tree.flatten(layer(inputs, training=training))
+        loss = sum((o**2).sum() for o in outputs)
+        loss.backward()
+        return [v.value.grad.detach().cpu().numpy() for v in variables]
+    raise ValueError(f"gradients: unsupported backend {backend!r}")
+
+
+@contextlib.contextmanager
+def float64():
+    """A scope where float64 tensors stay float64 (JAX needs x64 enabled)."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        with jax.enable_x64(True):
+            yield
+    else:
+        yield
+
+
+def batch_jacobian(fn, h, *args):
+    """d fn(h, *args)[b, i] / d h[b, j] for a batched map (B, N) -> (B, M)
+    whose extra arguments are batched too, with the backend's autodiff
+    (`tf.GradientTape.batch_jacobian`, `jax.jacfwd`, `torch.func.jacrev`).
+    Returns a (B, M, N) NumPy array."""
+    backend = keras.backend.backend()
+    h = keras.ops.convert_to_tensor(h)
+    args = [keras.ops.convert_to_tensor(a) for a in args]
+
+    def single(hb, *ab):
+        return fn(hb[None], *(a[None] for a in ab))[0]
+
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            tape.watch(h)
+            out = fn(h, *args)
+        return tape.batch_jacobian(out, h).numpy()
+    if backend == "jax":
+        import jax
+
+        return np.asarray(jax.vmap(jax.jacfwd(single))(h, *args))
+    if backend == "torch":
+        import torch
+
+        return torch.func.vmap(torch.func.jacrev(single))(h, *args).detach().cpu().numpy()
+    raise ValueError(f"batch_jacobian: unsupported backend {backend!r}")

@@ -10,6 +10,7 @@ from keras import ops
 from keras import regularizers
 
 from keras_residual import _activations
+from keras_residual import _ops
 from keras_residual import residuals as residuals_lib
 from keras_residual._keras_compat import DropoutRNNCell
 
@@ -184,10 +185,10 @@ class WCRNNCell(keras.layers.Layer, DropoutRNNCell):
                 sequence = sequence * dp_mask
             if rec_dp_mask is not None:
                 prev = prev * rec_dp_mask
-        a = ops.matmul(sequence, self.kernel)
+        a = _ops.matmul(sequence, self.kernel)
         if self.bias is not None:
             a = a + self.bias
-        return a + ops.matmul(prev, self.recurrent_kernel)
+        return a + _ops.matmul(prev, self.recurrent_kernel)
 
     def call(self, sequence, states, training=False):
         prev = states[0] if isinstance(states, (list, tuple)) else states

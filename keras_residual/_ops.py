@@ -1,0 +1,18 @@
+"""Small `keras.ops` wrappers shared by the library."""
+
+import keras
+from keras import ops
+
+
+def matmul(x, kernel):
+    """`x @ kernel` for x of shape (..., j) and a 2-D kernel (j, k).
+
+    Same as `ops.matmul`, except that float64 stays float64: Keras 3.15's
+    torch and jax `matmul` promote through `result_type`, which there maps
+    float64 to float32 (on jax even inside `jax.enable_x64`), and float64 is
+    what validation runs (finite differences, Lyapunov spectra) rely on.
+    `einsum` keeps the dtype.
+    """
+    if keras.backend.standardize_dtype(x.dtype) == "float64":
+        return ops.einsum("...j,jk->...k", x, kernel)
+    return ops.matmul(x, kernel)
