@@ -197,6 +197,22 @@ def apply_linear_form(form, h):
     raise ValueError(f"Unknown linear form {kind!r}.")
 
 
+def apply_linear_form_transpose(form, g):
+    """The vector-Jacobian product g @ J_rho of a `linear_form()` (row
+    convention): identity g, diagonal g * d, rotation g * a +
+    swap_pairs(g * b), dense g @ k^T."""
+    kind = form[0]
+    if kind == "identity":
+        return g
+    if kind == "diagonal":
+        return g * form[1]
+    if kind == "rotation":
+        return g * form[1] + _swap_pairs(g * form[2])
+    if kind == "dense":
+        return _ops.matmul(g, ops.transpose(form[1]))
+    raise ValueError(f"Unknown linear form {kind!r}.")
+
+
 def _swap_pairs(h):
     """(h0, h1, h2, h3, ...) -> (h1, h0, h3, h2, ...) along the last axis."""
     shape = ops.shape(h)
@@ -608,4 +624,5 @@ __all__ = [
     "get",
     "serialize",
     "apply_linear_form",
+    "apply_linear_form_transpose",
 ]

@@ -168,6 +168,7 @@ class WCRNN(keras.layers.RNN):
             cell.residual,
             go_backwards=self.go_backwards,
             return_sequences=self.return_sequences,
+            residual_trainable=cell.residual_trainable,
         )
         if outputs is None:
             outputs = ops.expand_dims(last, 1)

@@ -1,7 +1,8 @@
 """Fused WCRNN recurrences, one module per backend, each exposing
 
     wcrnn_scan(xp, h0, recurrent_kernel, coupling, activation, residual,
-               go_backwards, return_sequences) -> (last, outputs, h_last)
+               go_backwards, return_sequences, residual_trainable)
+        -> (last, outputs, h_last)
 
 `xp` is the input projection x @ U + b for all steps, (batch, T, units),
 computed by the caller in one matmul. `residual` is a built

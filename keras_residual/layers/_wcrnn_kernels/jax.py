@@ -9,7 +9,7 @@ def supports(activation, residual, residual_trainable):
 
 
 def wcrnn_scan(xp, h0, recurrent_kernel, coupling, activation, residual,
-               go_backwards=False, return_sequences=True):
+               go_backwards=False, return_sequences=True, residual_trainable=False):
     rho = None if residual is None else residual.prepare(xp.dtype)
     xs = jnp.swapaxes(xp, 0, 1)
     if go_backwards:

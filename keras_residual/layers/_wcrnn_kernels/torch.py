@@ -124,7 +124,7 @@ class _WCRNNFunction(torch.autograd.Function):
 
 
 def wcrnn_scan(xp, h0, recurrent_kernel, coupling, activation, residual,
-               go_backwards=False, return_sequences=True):
+               go_backwards=False, return_sequences=True, residual_trainable=False):
     if residual is None:
         kind, params = "none", ()
     else:
