@@ -13,10 +13,11 @@ Backward, per step:  g += dL/dh_t;  da = g * c sigma'(a);
 
 import torch
 
+# name -> (in-place activation of a pre-activation buffer, derivative from y)
 _ACTIVATIONS = {
-    "tanh": (torch.tanh, lambda y: 1.0 - y * y),
-    "sigmoid": (torch.sigmoid, lambda y: y * (1.0 - y)),
-    "relu": (torch.relu, lambda y: (y > 0).to(y.dtype)),
+    "tanh": (torch.Tensor.tanh_, lambda y: 1.0 - y * y),
+    "sigmoid": (torch.Tensor.sigmoid_, lambda y: y * (1.0 - y)),
+    "relu": (torch.Tensor.relu_, lambda y: (y > 0).to(y.dtype)),
     "linear": (lambda a: a, lambda y: torch.ones_like(y)),
 }
 
@@ -41,19 +42,19 @@ def _pair_permutation(n, device):
     return idx ^ 1
 
 
-def _rho(kind, params, h, perm):
-    """rho(h) for a linear form; None means rho = 0."""
+def _step_into(out, kind, params, h, y, coupling, perm):
+    """out = rho(h) + coupling * y, written into `out` (a slice of the state buffer)."""
     if kind == "none":
-        return None
-    if kind == "identity":
-        return h
-    if kind == "diagonal":
-        return h * params[0]
-    if kind == "rotation":
-        return torch.addcmul(h * params[0], h[:, perm], params[1])
-    if kind == "dense":
-        return h @ params[0]
-    raise ValueError(kind)
+        torch.mul(y, coupling, out=out)
+    elif kind == "identity":
+        torch.add(h, y, alpha=coupling, out=out)
+    elif kind == "dense":
+        torch.addmm(y, h, params[0], beta=coupling, out=out)
+    else:
+        torch.mul(h, params[0], out=out)
+        if kind == "rotation":
+            out.addcmul_(h[:, perm], params[1])
+        out.add_(y, alpha=coupling)
 
 
 def _rho_transpose(kind, params, g, perm):
@@ -73,8 +74,8 @@ def _rho_transpose(kind, params, g, perm):
 
 class _WCRNNFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, xp, h0, W, coupling, activation_name, kind, *params):
-        act, _ = _ACTIVATIONS[activation_name]
+    def forward(ctx, xp, h0, W, coupling, activation_name, kind, return_sequences, *params):
+        activate, _ = _ACTIVATIONS[activation_name]
         xs = xp.transpose(0, 1).contiguous()
         steps, batch, units = xs.shape
         hs = torch.empty((steps + 1, batch, units), dtype=xp.dtype, device=xp.device)
@@ -82,22 +83,16 @@ class _WCRNNFunction(torch.autograd.Function):
         hs[0] = h0
         perm = _pair_permutation(units, xp.device) if kind == "rotation" else None
         for t in range(steps):
-            h = hs[t]
-            ys[t] = act(torch.addmm(xs[t], h, W))
-            if kind == "dense":
-                torch.addmm(ys[t], h, params[0], beta=coupling, out=hs[t + 1])
-                continue
-            rho_h = _rho(kind, params, h, perm)
-            if rho_h is None:
-                torch.mul(ys[t], coupling, out=hs[t + 1])
-            else:
-                torch.add(rho_h, ys[t], alpha=coupling, out=hs[t + 1])
+            y = torch.addmm(xs[t], hs[t], W, out=ys[t])
+            activate(y)
+            _step_into(hs[t + 1], kind, params, hs[t], y, coupling, perm)
         ctx.hs, ctx.ys, ctx.W, ctx.params = hs, ys, W, params
         ctx.coupling, ctx.activation_name, ctx.kind = coupling, activation_name, kind
-        return hs
+        ctx.return_sequences = return_sequences
+        return hs[1:] if return_sequences else hs[steps].clone()
 
     @staticmethod
-    def backward(ctx, grad_hs):
+    def backward(ctx, grad_out):
         hs, ys, W, params = ctx.hs, ctx.ys, ctx.W, ctx.params
         kind = ctx.kind
         _, derivative = _ACTIVATIONS[ctx.activation_name]
@@ -106,21 +101,20 @@ class _WCRNNFunction(torch.autograd.Function):
         slope = derivative(ys).mul_(ctx.coupling)
         grad_a = torch.empty_like(ys)
         w_t = W.t()
-        g = grad_hs[steps].clone()
+        sequence = ctx.return_sequences
+        g = (grad_out[steps - 1] if sequence else grad_out).clone()
         for t in range(steps - 1, -1, -1):
-            torch.mul(g, slope[t], out=grad_a[t])
+            da = torch.mul(g, slope[t], out=grad_a[t])
             back = _rho_transpose(kind, params, g, perm)
-            if back is None:
-                g = grad_a[t] @ w_t
-            else:
-                g = torch.addmm(back, grad_a[t], w_t)
-            g = g + grad_hs[t]
+            g = da @ w_t if back is None else torch.addmm(back, da, w_t)
+            if sequence and t > 0:
+                g.add_(grad_out[t - 1])
         grad_xp = grad_a.transpose(0, 1) if ctx.needs_input_grad[0] else None
         grad_W = None
         if ctx.needs_input_grad[2]:
             grad_W = hs[:-1].reshape(-1, units).t() @ grad_a.reshape(-1, units)
         ctx.hs = ctx.ys = ctx.W = ctx.params = None
-        return (grad_xp, g, grad_W, None, None, None) + (None,) * len(params)
+        return (grad_xp, g, grad_W, None, None, None, None) + (None,) * len(params)
 
 
 def wcrnn_scan(xp, h0, recurrent_kernel, coupling, activation, residual,
@@ -132,9 +126,11 @@ def wcrnn_scan(xp, h0, recurrent_kernel, coupling, activation, residual,
         kind, params = form[0], tuple(p.detach() for p in form[1:])
     if go_backwards:
         xp = torch.flip(xp, dims=(1,))
-    hs = _WCRNNFunction.apply(
-        xp, h0, recurrent_kernel, float(coupling), _activation_name(activation), kind, *params
+    out = _WCRNNFunction.apply(
+        xp, h0, recurrent_kernel, float(coupling), _activation_name(activation), kind,
+        bool(return_sequences), *params
     )
-    h_last = hs[-1]
-    outputs = hs[1:].transpose(0, 1) if return_sequences else None
-    return h_last, outputs, h_last
+    if return_sequences:
+        h_last = out[-1]
+        return h_last, out.transpose(0, 1), h_last
+    return out, None, out
