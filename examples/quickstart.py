@@ -2,7 +2,7 @@
 
 The residual is a rotation at the data's characteristic frequency (the angle
 at the peak of the mean power spectrum of the pixel sequences, 2*pi/28 for
-MNIST's rows), the coupling is weak (0.1), and `LyapunovCallback` follows the
+MNIST's rows), the coupling is weak (0.02), and `LyapunovCallback` follows the
 network's Lyapunov spectrum during training. Prints the test accuracy and
 the spectrum summary, and saves a plot of the spectra over epochs.
 
@@ -25,7 +25,7 @@ import keras_residual as kr
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--units", type=int, default=64, help="state size N (even, for the rotation)")
-    parser.add_argument("--coupling", type=float, default=0.1, help="weak-coupling constant gamma")
+    parser.add_argument("--coupling", type=float, default=0.02, help="weak-coupling constant gamma")
     parser.add_argument("--radius", type=float, default=1.0, help="radius of the rotational residual")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=64)

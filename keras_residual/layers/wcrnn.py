@@ -64,7 +64,7 @@ class WCRNN(keras.layers.RNN):
     Example:
 
     >>> layer = kr.layers.WCRNN(
-    ...     128, coupling=0.1,
+    ...     128, coupling=0.02,
     ...     residual=kr.residuals.Rotational(angle=2 * np.pi / 28))
     >>> layer(np.zeros((2, 784, 1))).shape
     (2, 128)
@@ -73,7 +73,7 @@ class WCRNN(keras.layers.RNN):
     def __init__(
         self,
         units,
-        coupling=0.1,
+        coupling=0.02,
         residual="identity",
         activation="tanh",
         use_bias=True,
