@@ -6,6 +6,7 @@ pytest process. Usage (extra arguments go to pytest):
     python tests/run_backends.py                  # all three backends
     python tests/run_backends.py --backends jax   # a subset
     python tests/run_backends.py -k wcrnn         # pytest options pass through
+    python tests/run_backends.py tests/layers     # so do test paths
 
 Prints each backend's pytest summary line at the end and exits non-zero if
 any backend fails, runs no test (pytest's exit code 5), or is not installed.
@@ -27,7 +28,9 @@ SUMMARY = re.compile(r"^=+ (.*\b(passed|failed|error|errors|no tests ran)\b.*) =
 
 def run_backend(backend, pytest_args):
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-    command = [sys.executable, "-m", "pytest", HERE, *pytest_args]
+    # The whole suite unless the arguments name test paths themselves.
+    paths = [a for a in pytest_args if not a.startswith("-") and os.path.exists(a.split("::")[0])]
+    command = [sys.executable, "-m", "pytest", *([] if paths else [HERE]), *pytest_args]
     print(f"\n##### KERAS_BACKEND={backend}: {' '.join(command)}", flush=True)
     start = time.time()
     proc = subprocess.Popen(
