@@ -23,7 +23,10 @@ import time
 BACKENDS = ("tensorflow", "jax", "torch")
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-SUMMARY = re.compile(r"^=+ (.*\b(passed|failed|error|errors|no tests ran)\b.*) =+$")
+# pytest's closing line, with or without the `=====` padding (`-q` drops it).
+SUMMARY = re.compile(
+    r"^(?:=+ )?((?:\d+ \w+(?:, )?)+ in [\d.]+s.*?|no tests ran.*?)(?: =+)?$"
+)
 
 
 def run_backend(backend, pytest_args):
