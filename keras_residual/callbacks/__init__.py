@@ -1,1 +1,5 @@
 """keras_residual.callbacks."""
+
+from keras_residual.callbacks.lyapunov_callback import LyapunovCallback
+
+from keras_residual.callbacks.relu_survival_callback import ReLUSurvivalCallback

@@ -1,0 +1,242 @@
+"""Speed and agreement of `kr.dynamics.lyapunov_spectrum` against NumPy.
+
+Full Lyapunov spectrum of a WCRNN (N units, state N) and of an LSTM (N units,
+state [h, c] of 2N) driven by a batch of random sequences of sequential-MNIST
+length, on one Keras backend, against a plain float64 NumPy implementation of
+the same algorithm (`kr.dynamics.lyapunov_spectrum_numpy`: hand-written
+Jacobians, batched `J @ Q`, stacked `numpy.linalg.qr`) timed in the same run.
+NumPy runs with the number of BLAS threads that is fastest on this machine
+(measured on a short probe; threadpoolctl decides, when installed).
+
+Reported per model: seconds of the NumPy reference, of the first call of
+`lyapunov_spectrum` (tracing and compilation included) and of a second call
+(warm), the warm speedup, and the largest absolute difference of the
+exponents from the reference, for float32 with `qr_interval=1` and
+`qr_interval="auto"`, and for one `dtype="float64"` call (qr_interval 1).
+
+`--callback` instead measures what `kr.callbacks.LyapunovCallback` adds to an
+epoch of the quickstart configuration (WCRNN 64 units, Rotational(2*pi/28),
+coupling 0.1, T = 784, 4000 samples, batch 64, Adam 1e-2 with clipnorm 1;
+probe: 16 sequences, full spectrum).
+
+Usage:
+
+    python benchmarks/lyapunov_speed.py                     # KERAS_BACKEND (default tensorflow)
+    python benchmarks/lyapunov_speed.py --backend jax
+    python benchmarks/lyapunov_speed.py --backend all       # one process per backend
+    python benchmarks/lyapunov_speed.py --steps 200 --models wcrnn   # quicker
+    python benchmarks/lyapunov_speed.py --callback --backend all
+"""
+
+import argparse
+import contextlib
+import os
+import subprocess
+import sys
+import time
+
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def _parse(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", default=os.environ.get("KERAS_BACKEND", "tensorflow"),
+                        help="tensorflow, jax, torch, or all (default: KERAS_BACKEND)")
+    parser.add_argument("--units", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=784)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--models", default="wcrnn,lstm")
+    parser.add_argument("--no-float64", action="store_true", help="skip the dtype='float64' runs")
+    parser.add_argument("--qr-method", default="auto", help="qr_method of lyapunov_spectrum")
+    parser.add_argument("--qr-intervals", default="1,auto",
+                        help="comma-separated qr_interval values to time (default: 1,auto)")
+    parser.add_argument("--callback", action="store_true",
+                        help="measure the LyapunovCallback's cost per epoch instead")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs of the --callback run")
+    parser.add_argument("--callback-qr-interval", default="auto",
+                        help="qr_interval of the callback in the --callback run (default auto, "
+                             "the callback's default; or an integer)")
+    return parser.parse_args(argv)
+
+
+def _numpy_threads(run_probe):
+    """The fastest BLAS thread count for the NumPy reference (a context)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext(), "default"
+    best, best_time = None, float("inf")
+    for threads in (1, os.cpu_count() or 1):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                run_probe()
+                times.append(time.perf_counter() - start)
+        elapsed = sorted(times)[1]  # the median: robust to one lucky or unlucky run
+        if elapsed < best_time:
+            best, best_time = threads, elapsed
+    return threadpool_limits(limits=best, user_api="blas"), str(best)
+
+
+def _models(names, units):
+    import keras
+
+    import keras_residual as kr
+
+    for name in names:
+        if name == "wcrnn":
+            yield "WCRNN", units, kr.layers.WCRNN(
+                units, coupling=0.1,
+                residual=kr.residuals.Rotational(radius=1.0, angle=2 * 3.141592653589793 / 28),
+                kernel_initializer=keras.initializers.GlorotUniform(seed=1),
+                recurrent_initializer=keras.initializers.Orthogonal(seed=2),
+            )
+        elif name == "lstm":
+            yield "LSTM", 2 * units, keras.layers.LSTM(
+                units,
+                kernel_initializer=keras.initializers.GlorotUniform(seed=1),
+                recurrent_initializer=keras.initializers.Orthogonal(seed=2),
+            )
+        else:
+            raise SystemExit(f"--models: unknown model {name!r}; allowed: wcrnn, lstm")
+
+
+def spectrum_speed(args):
+    import numpy as np
+
+    import keras_residual as kr
+
+    backend = os.environ["KERAS_BACKEND"]
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(args.batch, args.steps, 1)).astype("float32")
+    intervals = [int(q) if q != "auto" else q for q in args.qr_intervals.split(",")]
+    dtypes = ["float32"] + ([] if args.no_float64 else ["float64"])
+    rows = []
+    for name, state, layer in _models(args.models.split(","), args.units):
+        layer(x[:, :2])
+        probe = x[:, : max(2, args.steps // 20)]
+        context, threads = _numpy_threads(lambda: kr.dynamics.lyapunov_spectrum_numpy(layer, probe))
+        with context:
+            reference = kr.dynamics.lyapunov_spectrum_numpy(layer, x)
+        print(f"# {backend} {name}: NumPy {reference.seconds:.1f} s ({threads} BLAS threads)",
+              flush=True)
+        for dtype in dtypes:
+            # float64 is for validation: one call (compilation included), qr_interval 1.
+            for interval in intervals if dtype == "float32" else [1]:
+                kwargs = dict(dtype=dtype, qr_interval=interval, qr_method=args.qr_method)
+                first = kr.dynamics.lyapunov_spectrum(layer, x, **kwargs)
+                if dtype == "float32":
+                    warm = kr.dynamics.lyapunov_spectrum(layer, x, **kwargs)
+                else:
+                    warm = first
+                diff = np.abs(warm.exponents - reference.exponents)
+                row = {
+                    "model": name, "S": state, "dtype": dtype, "interval": interval,
+                    "num_qr": warm.num_qr, "numpy": reference.seconds,
+                    "numpy_threads": threads,
+                    "first": first.seconds, "warm": warm.seconds,
+                    "speedup": reference.seconds / warm.seconds,
+                    "max_diff": float(np.max(diff)),
+                    "max_diff_rel": float(np.max(diff / np.maximum(1.0, np.abs(reference.exponents)))),
+                    "qr": warm.qr_method, "jacobian": warm.jacobian,
+                    "range": f"{reference.exponents[0]:.3f} .. {reference.exponents[-1]:.3f}",
+                }
+                rows.append(row)
+                print(f"# {row}", flush=True)
+
+    print(f"\nLyapunov spectrum, backend {backend}: N = {args.units} units, T = {args.steps}, "
+          f"batch {args.batch}, full spectrum (k = S), CPU")
+    header = ("| model | S | exponents (NumPy) | NumPy f64 s (BLAS threads) | dtype | qr_interval "
+              "(QRs) | first call s | warm call s | speedup (warm) | max abs diff | "
+              "max diff / max(1, abs(lambda)) | QR / Jacobian |")
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    for r in rows:
+        print(f"| {r['model']} | {r['S']} | {r['range']} | {r['numpy']:.1f} ({r['numpy_threads']}) | "
+              f"{r['dtype']} | {r['interval']} ({r['num_qr']}) | {r['first']:.2f} | "
+              f"{r['warm']:.2f} | {r['speedup']:.1f}x | {r['max_diff']:.1e} | "
+              f"{r['max_diff_rel']:.1e} | {r['qr']} / {r['jacobian']} |")
+
+
+def callback_cost(args):
+    import keras
+    import numpy as np
+
+    import keras_residual as kr
+
+    backend = os.environ["KERAS_BACKEND"]
+    rng = np.random.default_rng(0)
+    samples, length, units = 4000, 784, 64
+    x = rng.uniform(size=(samples, length, 1)).astype("float32")
+    y = rng.integers(0, 10, size=(samples,))
+
+    def model():
+        keras.utils.set_random_seed(0)
+        m = keras.Sequential([
+            keras.Input((length, 1)),
+            kr.layers.WCRNN(units, coupling=0.1,
+                            residual=kr.residuals.Rotational(angle=2 * np.pi / 28)),
+            keras.layers.Dense(10, activation="softmax"),
+        ])
+        m.compile(keras.optimizers.Adam(1e-2, clipnorm=1.0), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+        return m
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.last = time.perf_counter() - self.start
+
+    timer = EpochTimer()
+    model().fit(x, y, batch_size=64, epochs=args.epochs, verbose=0, callbacks=[timer])
+    epoch_plain = timer.last  # the last epoch: compilation excluded
+
+    interval = args.callback_qr_interval
+    interval = interval if interval == "auto" else int(interval)
+    lyapunov = kr.callbacks.LyapunovCallback(x[:16], qr_interval=interval)
+    timer = EpochTimer()
+    history = model().fit(x, y, batch_size=64, epochs=args.epochs, verbose=0,
+                          callbacks=[lyapunov, timer])
+    print(f"\nLyapunovCallback cost, backend {backend}: WCRNN {units} units, T = {length}, "
+          f"{samples} samples, batch 64; probe 16 sequences, k = {units}, "
+          f"qr_interval {lyapunov.qr_interval}")
+    print("| epoch without callback s | callback call s (first = compile, then warm) | "
+          "warm call / epoch | keys in History |")
+    print("|---|---|---|---|")
+    calls = [r.seconds for r in lyapunov.results]
+    warm = min(calls[1:]) if len(calls) > 1 else calls[0]
+    keys = sorted(k for k in history.history if k.startswith("lyapunov"))
+    print(f"| {epoch_plain:.1f} | {', '.join(f'{c:.2f}' for c in calls)} | "
+          f"{100 * warm / epoch_plain:.1f}% | {', '.join(keys)} |")
+
+
+def main(argv=None):
+    args = _parse(argv)
+    if args.backend == "all":
+        code = 0
+        for backend in BACKENDS:
+            env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+            argv = [a for a in (argv or sys.argv[1:])]
+            if "--backend" in argv:
+                i = argv.index("--backend")
+                del argv[i:i + 2]
+            argv = [a for a in argv if not a.startswith("--backend=")]
+            code |= subprocess.call([sys.executable, __file__, "--backend", backend, *argv], env=env)
+        return code
+    if args.backend not in BACKENDS:
+        raise SystemExit(f"--backend: unknown backend {args.backend!r}; allowed: {BACKENDS} or all")
+    os.environ["KERAS_BACKEND"] = args.backend
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if args.callback:
+        callback_cost(args)
+    else:
+        spectrum_speed(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

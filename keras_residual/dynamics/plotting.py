@@ -1,0 +1,106 @@
+"""Plots of Lyapunov spectra (matplotlib, an optional dependency)."""
+
+import numpy as np
+
+
+def _matplotlib_figure():
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as error:
+        raise ImportError(
+            "kr.dynamics.plot_spectra needs matplotlib, an optional dependency of "
+            "keras-residual: pip install matplotlib (or pip install 'keras-residual[examples]')."
+        ) from error
+    return Figure
+
+
+def _spectra_of(source):
+    """(epochs, spectra) from a LyapunovCallback, results or an array."""
+    from keras_residual.dynamics.lyapunov import LyapunovSpectrum
+
+    if hasattr(source, "spectra") and hasattr(source, "epochs"):
+        spectra = np.asarray(source.spectra, dtype="float64")
+        epochs = np.asarray(source.epochs)
+    elif isinstance(source, LyapunovSpectrum):
+        spectra = source.exponents[None, :]
+        epochs = np.arange(1)
+    elif isinstance(source, (list, tuple)) and source and all(
+        isinstance(s, LyapunovSpectrum) for s in source
+    ):
+        spectra = np.stack([s.exponents for s in source])
+        epochs = np.arange(len(source))
+    else:
+        spectra = np.asarray(source, dtype="float64")
+        if spectra.ndim == 1:
+            spectra = spectra[None, :]
+        epochs = np.arange(spectra.shape[0])
+    if spectra.ndim != 2 or spectra.size == 0:
+        raise ValueError(
+            "Argument `source` of plot_spectra must be a LyapunovCallback, a "
+            "LyapunovSpectrum, a list of them, or an (epochs, k) array; received an array "
+            f"of shape {spectra.shape}."
+        )
+    return epochs, spectra
+
+
+def plot_spectra(source, path=None, ax=None, title=None, max_lines=None):
+    """Plot Lyapunov spectra over training epochs.
+
+    One line per exponent against the epoch (the callback's epoch -1 is the
+    spectrum before training), with the zero line that separates contracting
+    from expanding directions. A single spectrum is drawn against the
+    exponent's index instead.
+
+    Args:
+        source: a `kr.callbacks.LyapunovCallback` (after `fit`), a
+            `LyapunovSpectrum`, a list of them, or an `(epochs, k)` array.
+        path: file to save the figure to (any format matplotlib writes);
+            `None` does not save.
+        ax: a matplotlib `Axes` to draw on; `None` makes a new figure.
+        title: optional title.
+        max_lines: draw at most this many exponents (the largest ones);
+            `None` draws all.
+
+    Returns:
+        The matplotlib `Figure`.
+
+    Raises:
+        ImportError: matplotlib is not installed (with the install command).
+
+    Example:
+
+    >>> callback = kr.callbacks.LyapunovCallback(x_probe)
+    >>> model.fit(x, y, epochs=10, callbacks=[callback])
+    >>> kr.dynamics.plot_spectra(callback, path="spectra.png")
+    """
+    epochs, spectra = _spectra_of(source)
+    Figure = _matplotlib_figure()
+    if ax is None:
+        figure = Figure(figsize=(6.4, 4.0), layout="constrained")
+        ax = figure.add_subplot()
+    else:
+        figure = ax.figure
+    if max_lines is not None:
+        spectra = spectra[:, : int(max_lines)]
+    k = spectra.shape[1]
+    if spectra.shape[0] == 1:
+        ax.plot(np.arange(1, k + 1), spectra[0], marker="o", markersize=3, linewidth=1)
+        ax.set_xlabel("exponent index i")
+    else:
+        colors = [_viridis(i / max(1, k - 1)) for i in range(k)]
+        for i in range(k):
+            ax.plot(epochs, spectra[:, i], color=colors[i], linewidth=1.0)
+        ax.set_xlabel("epoch (-1: before training)")
+    ax.axhline(0.0, color="black", linewidth=0.8, linestyle="--")
+    ax.set_ylabel("Lyapunov exponent (per step)")
+    if title:
+        ax.set_title(title)
+    if path is not None:
+        figure.savefig(path, dpi=120)
+    return figure
+
+
+def _viridis(fraction):
+    from matplotlib import colormaps
+
+    return colormaps["viridis"](fraction)

@@ -1,0 +1,317 @@
+"""Lyapunov spectra (DESIGN section 3): known answers, the float64 NumPy
+reference, options, and errors. Runs under every backend."""
+
+import math
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import keras_residual as kr
+from keras_residual import residuals
+from tests.helpers import assert_backends_agree
+
+RNG = np.random.default_rng(7)
+X = RNG.normal(size=(4, 120, 3)).astype("float32")
+
+
+def strong_wcrnn(units=8, residual=None, **kwargs):
+    """A strongly coupled WCRNN (coupling 1, recurrent gain 1.5): the
+    coupling term shapes the spectrum, far from log|eig R|."""
+    layer = kr.layers.WCRNN(
+        units,
+        coupling=1.0,
+        residual=residual or residuals.Rotational(radius=0.9, angle_range=(0.1, 1.0), seed=1),
+        kernel_initializer=keras.initializers.GlorotUniform(seed=2),
+        recurrent_initializer=keras.initializers.Orthogonal(gain=1.5, seed=3),
+        bias_initializer=keras.initializers.RandomNormal(stddev=0.1, seed=4),
+        **kwargs,
+    )
+    layer(X)
+    return layer
+
+
+# ----------------------------------------------------------- known answers
+
+
+def test_weak_coupling_gives_log_radii():
+    # Well separated radii: the frame aligns with the units within the warmup
+    # (the finite-time bias decays as exp(-warmup * gap)).
+    radii = [1.0, 0.9, 0.75, 0.6, 0.4, 0.2]
+    layer = kr.layers.WCRNN(6, coupling=1e-5, residual=residuals.Heterogeneous(radii=radii))
+    x = RNG.normal(size=(4, 300, 3)).astype("float32")
+    layer(x)
+    spectrum = kr.dynamics.lyapunov_spectrum(layer, x, warmup=100)
+    np.testing.assert_allclose(spectrum.exponents, np.log(radii), atol=1e-3)
+    np.testing.assert_allclose(
+        spectrum.exponents, layer.cell.residual.analytic_exponents(), atol=1e-3
+    )
+    assert spectrum.jacobian == "analytic"
+    assert spectrum.per_sequence.shape == (4, 6)
+    assert spectrum.max == pytest.approx(0.0, abs=1e-3)
+
+
+def test_strongly_coupled_wcrnn_matches_numpy_reference():
+    layer = strong_wcrnn()
+    reference = kr.dynamics.lyapunov_spectrum_numpy(layer, X, warmup=10)
+    # Far from the weak-coupling answer, so the comparison means something.
+    assert np.max(np.abs(reference.exponents - np.log(0.9))) > 0.05
+    for kwargs in ({}, {"jacobian": "autodiff"}, {"qr_method": "cholesky"}, {"dtype": "float64"}):
+        spectrum = kr.dynamics.lyapunov_spectrum(layer, X, warmup=10, **kwargs)
+        np.testing.assert_allclose(spectrum.exponents, reference.exponents, atol=2e-3, err_msg=str(kwargs))
+        np.testing.assert_allclose(spectrum.per_sequence, reference.per_sequence, atol=2e-3)
+    assert spectrum.dtype == "float64"
+
+
+def test_simple_rnn_cell_autodiff_matches_numpy_reference():
+    cell = keras.layers.SimpleRNNCell(
+        8, recurrent_initializer=keras.initializers.Orthogonal(gain=1.3, seed=1),
+        kernel_initializer=keras.initializers.GlorotUniform(seed=2),
+    )
+    keras.layers.RNN(cell)(X)
+    spectrum = kr.dynamics.lyapunov_spectrum(cell, X, warmup=10)
+    reference = kr.dynamics.lyapunov_spectrum_numpy(cell, X, warmup=10)
+    assert spectrum.jacobian == "autodiff"
+    np.testing.assert_allclose(spectrum.exponents, reference.exponents, atol=2e-3)
+
+
+def _logistic(h, x):
+    return 4.0 * h * (1.0 - h)
+
+
+def test_logistic_map_gives_ln2():
+    cell = kr.dynamics.MapCell(_logistic, state_size=1)
+    h0 = np.random.default_rng(0).uniform(0.1, 0.9, size=(16, 1))
+    spectrum = kr.dynamics.lyapunov_spectrum(
+        cell, np.zeros((16, 2000, 1)), initial_state=h0, warmup=50, dtype="float64"
+    )
+    assert spectrum.num_exponents == 1
+    assert spectrum.exponents[0] == pytest.approx(math.log(2.0), abs=0.02)
+
+
+def _henon(h, x, a=1.4, b=0.3):
+    return keras.ops.stack([1.0 - a * h[:, 0] ** 2 + h[:, 1], b * h[:, 0]], axis=-1)
+
+
+def test_henon_map_known_exponents():
+    cell = kr.dynamics.MapCell(_henon, state_size=2)
+    h0 = np.array([0.1, 0.1]) + np.random.default_rng(1).uniform(-0.05, 0.05, size=(8, 2))
+    spectrum = kr.dynamics.lyapunov_spectrum(
+        cell, np.zeros((8, 2000, 1)), initial_state=h0, warmup=100, dtype="float64"
+    )
+    np.testing.assert_allclose(spectrum.exponents, [0.419, -1.623], atol=0.02)
+    # Each step's Jacobian has determinant -b, so the sum is ln 0.3 exactly.
+    np.testing.assert_allclose(spectrum.per_sequence.sum(axis=-1), math.log(0.3), atol=1e-9)
+    assert spectrum.kaplan_yorke_dimension == pytest.approx(1.258, abs=0.02)
+    assert spectrum.entropy_rate == pytest.approx(spectrum.exponents[0])
+
+
+# ----------------------------------------------------------- any cell
+
+
+def test_lstm_gives_2n_finite_sorted_exponents_matching_numpy():
+    layer = keras.layers.LSTM(
+        4, kernel_initializer=keras.initializers.GlorotUniform(seed=1),
+        recurrent_initializer=keras.initializers.Orthogonal(seed=2),
+    )
+    layer(X)
+    spectrum = kr.dynamics.lyapunov_spectrum(layer, X)
+    assert spectrum.exponents.shape == (8,) and spectrum.state_size == 8
+    assert np.all(np.isfinite(spectrum.per_sequence))
+    assert np.all(np.diff(spectrum.exponents) <= 0)
+    assert np.all(np.diff(spectrum.per_sequence, axis=-1) <= 0)
+    reference = kr.dynamics.lyapunov_spectrum_numpy(layer, X)
+    np.testing.assert_allclose(spectrum.exponents, reference.exponents, atol=2e-3)
+    # The initial [h, c] as a list equals the concatenated array.
+    h0 = RNG.normal(size=(4, 4)).astype("float32") * 0.1
+    c0 = RNG.normal(size=(4, 4)).astype("float32") * 0.1
+    as_list = kr.dynamics.lyapunov_spectrum(layer, X[:, :30], initial_state=[h0, c0])
+    as_array = kr.dynamics.lyapunov_spectrum(layer, X[:, :30], initial_state=np.concatenate([h0, c0], -1))
+    np.testing.assert_allclose(as_list.exponents, as_array.exponents, atol=1e-6)
+
+
+def test_top_k_equals_first_k_of_full_spectrum():
+    layer = strong_wcrnn()
+    full = kr.dynamics.lyapunov_spectrum(layer, X)
+    top = kr.dynamics.lyapunov_spectrum(layer, X, num_exponents=3)
+    assert top.exponents.shape == (3,)
+    np.testing.assert_allclose(top.exponents, full.exponents[:3], atol=1e-5)
+
+
+def test_qr_interval_agrees_on_a_contracting_system():
+    layer = kr.layers.WCRNN(
+        8, coupling=0.3, residual=residuals.Heterogeneous(radius_range=(0.6, 0.95), seed=5),
+        recurrent_initializer=keras.initializers.Orthogonal(seed=6),
+    )
+    layer(X)
+    every = kr.dynamics.lyapunov_spectrum(layer, X, warmup=7)
+    assert every.num_qr == X.shape[1]
+    assert np.all(every.exponents < 0)
+    for interval in (5, "auto"):
+        sparse = kr.dynamics.lyapunov_spectrum(layer, X, warmup=7, qr_interval=interval)
+        assert sparse.num_qr < X.shape[1] // 3
+        np.testing.assert_allclose(sparse.exponents, every.exponents, atol=1e-4, err_msg=str(interval))
+
+
+def test_cholesky_qr_falls_back_on_an_ill_conditioned_lstm():
+    layer = keras.layers.LSTM(4, kernel_initializer=keras.initializers.GlorotUniform(seed=1))
+    layer(X)
+    householder = kr.dynamics.lyapunov_spectrum(layer, X, qr_method="householder")
+    cholesky = kr.dynamics.lyapunov_spectrum(layer, X, qr_method="cholesky")
+    assert cholesky.qr_method == "cholesky"
+    # Its smallest exponents (about -6 per step) are near float32's resolution.
+    np.testing.assert_allclose(cholesky.exponents, householder.exponents, atol=1e-3)
+    np.testing.assert_allclose(cholesky.exponents[:4], householder.exponents[:4], atol=1e-5)
+
+
+def test_go_backwards_layer_reverses_time():
+    layer = strong_wcrnn(go_backwards=True)
+    of_layer = kr.dynamics.lyapunov_spectrum(layer, X[:, :40])
+    of_cell = kr.dynamics.lyapunov_spectrum(layer.cell, X[:, :40][:, ::-1])
+    np.testing.assert_allclose(of_layer.exponents, of_cell.exponents, atol=1e-6)
+
+
+def test_progress_bar_gives_the_same_numbers(capsys):
+    layer = strong_wcrnn()
+    plain = kr.dynamics.lyapunov_spectrum(layer, X[:, :50])
+    shown = kr.dynamics.lyapunov_spectrum(layer, X[:, :50], progress=True)
+    np.testing.assert_allclose(shown.exponents, plain.exponents, atol=1e-6)
+    assert "50/50" in capsys.readouterr().out
+
+
+def test_super_critical_overflow_gives_non_finite_exponents_and_a_warning():
+    layer = kr.layers.WCRNN(4, coupling=0.1, residual=residuals.Homogeneous(radius=3.0))
+    x = np.ones((2, 200, 1), dtype="float32")
+    layer(x)
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        spectrum = kr.dynamics.lyapunov_spectrum(layer, x)
+    assert not spectrum.is_finite
+    assert not np.isfinite(spectrum.max)
+
+
+def test_result_figures():
+    assert kr.dynamics.kaplan_yorke_dimension([0.419, -1.623]) == pytest.approx(1 + 0.419 / 1.623)
+    assert kr.dynamics.kaplan_yorke_dimension([-0.1, -0.5]) == 0.0
+    assert kr.dynamics.kaplan_yorke_dimension([0.2, 0.1]) == 2.0
+    assert kr.dynamics.kaplan_yorke_dimension([0.5, -0.2, -1.0]) == pytest.approx(2.3)
+    assert math.isnan(kr.dynamics.kaplan_yorke_dimension([0.1, float("nan")]))
+    layer = strong_wcrnn()
+    spectrum = kr.dynamics.lyapunov_spectrum(layer, X[:, :30], seed=3)
+    assert spectrum.seed == 3 and spectrum.steps == 30 and spectrum.backend == keras.backend.backend()
+    assert spectrum.mean == pytest.approx(np.mean(spectrum.exponents))
+    assert "LyapunovSpectrum(k=8" in repr(spectrum)
+
+
+# ----------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        ({"num_exponents": 9}, ValueError, ["num_exponents", "9", "[1, state size = 8]"]),
+        ({"num_exponents": 0}, ValueError, ["num_exponents", "0"]),
+        ({"num_exponents": 2.5}, TypeError, ["num_exponents", "2.5"]),
+        ({"warmup": 120}, ValueError, ["warmup", "120", "timesteps - 1 = 119"]),
+        ({"warmup": -1}, ValueError, ["warmup", "-1"]),
+        ({"qr_interval": 0}, ValueError, ["qr_interval", "0"]),
+        ({"qr_interval": "sometimes"}, TypeError, ["qr_interval", "sometimes"]),
+        ({"dtype": "float16"}, ValueError, ["dtype", "float16", "float64"]),
+        ({"jacobian": "numeric"}, ValueError, ["jacobian", "numeric", "autodiff"]),
+        ({"qr_method": "givens"}, ValueError, ["qr_method", "givens", "householder"]),
+        ({"seed": -3}, ValueError, ["seed", "-3"]),
+        ({"initial_state": np.zeros((4, 5))}, ValueError, ["initial_state", "(4, 8)", "(4, 5)"]),
+    ],
+)
+def test_invalid_arguments_raise_clear_errors(kwargs, error, words):
+    layer = strong_wcrnn()
+    with pytest.raises(error) as info:
+        kr.dynamics.lyapunov_spectrum(layer, X, **kwargs)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+
+
+def test_invalid_inputs_and_layers_raise_clear_errors():
+    layer = strong_wcrnn()
+    with pytest.raises(ValueError, match=r"`inputs` must have rank 3.*\(4, 120\)"):
+        kr.dynamics.lyapunov_spectrum(layer, X[..., 0])
+    with pytest.raises(ValueError, match="could not be called"):
+        kr.dynamics.lyapunov_spectrum(layer, np.zeros((2, 10, 5), "float32"))
+    with pytest.raises(TypeError, match="`cell_or_layer`.*Dense"):
+        kr.dynamics.lyapunov_spectrum(keras.layers.Dense(3), X)
+    model = keras.Sequential([keras.Input((120, 3)), keras.layers.Dense(2)])
+    with pytest.raises(TypeError, match="model"):
+        kr.dynamics.lyapunov_spectrum(model, X)
+    lstm = keras.layers.LSTM(3)
+    lstm(X)
+    with pytest.raises(ValueError, match="`jacobian` is 'analytic'.*LSTMCell"):
+        kr.dynamics.lyapunov_spectrum(lstm, X, jacobian="analytic")
+    with pytest.raises(TypeError, match="callable"):
+        kr.dynamics.MapCell(3, state_size=2)
+    with pytest.raises(ValueError, match="state_size"):
+        kr.dynamics.MapCell(_logistic, state_size=0)
+
+
+# ----------------------------------------------------------- frequency, plots
+
+
+def test_characteristic_frequency():
+    t = np.arange(784)
+    phases = np.random.default_rng(0).uniform(0, 2 * np.pi, size=(16, 1))
+    x = np.sin(2 * np.pi * t / 28 + phases) + 0.3 * np.random.default_rng(1).normal(size=(16, 784))
+    assert kr.dynamics.characteristic_frequency(x) == pytest.approx(2 * np.pi / 28)
+    angle, angles, power = kr.dynamics.characteristic_frequency(x[..., None] + 5.0, return_spectrum=True)
+    assert angle == pytest.approx(2 * np.pi / 28)  # the DC offset is excluded
+    assert angles.shape == power.shape == (392,)
+    with pytest.raises(ValueError, match="rank"):
+        kr.dynamics.characteristic_frequency(np.zeros(10))
+    with pytest.raises(ValueError, match="finite"):
+        kr.dynamics.characteristic_frequency(np.full((2, 10), np.nan))
+
+
+def test_plot_spectra(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    spectra = np.array([[0.1, -0.2, -0.5], [0.05, -0.25, -0.6]])
+    path = tmp_path / "spectra.png"
+    figure = kr.dynamics.plot_spectra(spectra, path=str(path), title="test")
+    assert path.stat().st_size > 1000
+    assert len(figure.axes[0].lines) == 3 + 1  # exponents and the zero line
+    with pytest.raises(ValueError, match="epochs, k"):
+        kr.dynamics.plot_spectra(np.zeros((2, 2, 2)))
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(ImportError, match="pip install matplotlib"):
+        kr.dynamics.plot_spectra(spectra)
+
+
+# ----------------------------------------------------------- across backends
+
+CROSS_BACKEND = """
+import keras_residual as kr
+
+class Spectrum(keras.layers.Layer):
+    def __init__(self, layer):
+        super().__init__()
+        self.rnn = layer
+
+    def build(self, shape):
+        self.rnn.build(shape)
+
+    def call(self, x):
+        spectrum = kr.dynamics.lyapunov_spectrum(self.rnn, x, warmup=5)
+        return keras.ops.convert_to_tensor(spectrum.per_sequence.astype("float32"))
+
+def make():
+    return {
+        "wcrnn": Spectrum(kr.layers.WCRNN(6, coupling=0.8,
+            residual=kr.residuals.Rotational(radius=0.95, angle_range=(0.1, 1.0)))),
+        "gru": Spectrum(keras.layers.GRU(4)),
+    }
+"""
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="spans the three backends itself (three subprocesses): run once, in the tensorflow run",
+)
+def test_spectra_agree_across_backends():
+    assert_backends_agree(CROSS_BACKEND, X[:2, :60], atol=1e-4)
