@@ -46,8 +46,13 @@ class UnregisteredLayer(ScaleLayer):
 class NoisyLayer(ScaleLayer):
     """A wrong layer: its output in inference changes from call to call."""
 
+    def __init__(self, units, scale=1.0, **kwargs):
+        super().__init__(units, scale=scale, **kwargs)
+        self.seed_generator = keras.random.SeedGenerator(1)
+
     def call(self, x):
-        return super().call(x) + keras.random.normal(keras.ops.shape(x)[:1] + (self.units,))
+        noise = keras.random.normal(keras.ops.shape(x)[:1] + (self.units,), seed=self.seed_generator)
+        return super().call(x) + noise
 
 
 X = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
