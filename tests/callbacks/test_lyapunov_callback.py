@@ -1,5 +1,6 @@
 """LyapunovCallback in model.fit, under every backend."""
 
+import importlib.util
 import warnings
 
 import keras
@@ -42,6 +43,10 @@ def test_callback_adds_history_keys_and_keeps_spectra():
     np.testing.assert_allclose(callback.spectra[-1], direct.exponents, atol=1e-6)
     # Training changed the spectrum.
     assert np.max(np.abs(callback.spectra[-1] - callback.spectra[0])) > 1e-5
+    if importlib.util.find_spec("matplotlib") is not None:
+        figure = kr.dynamics.plot_spectra(callback)
+        line = figure.axes[0].lines[0]
+        assert line.get_xdata().tolist() == [-1, 0, 1, 2]
 
 
 def test_callback_every_n_epochs_layer_name_and_front_layers():
