@@ -54,6 +54,9 @@ def _parse(argv=None):
     parser.add_argument("--callback", action="store_true",
                         help="measure the LyapunovCallback's cost per epoch instead")
     parser.add_argument("--epochs", type=int, default=2, help="epochs of the --callback run")
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="torch.set_num_threads for the --callback training runs (torch's "
+                             "default of one per core is much slower on a busy machine)")
     parser.add_argument("--callback-qr-interval", default="auto",
                         help="qr_interval of the callback in the --callback run (default auto, "
                              "the callback's default; or an integer)")
@@ -167,6 +170,12 @@ def callback_cost(args):
     import keras_residual as kr
 
     backend = os.environ["KERAS_BACKEND"]
+    threads = ""
+    if backend == "torch" and args.torch_threads:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
+        threads = f", torch.set_num_threads({args.torch_threads})"
     rng = np.random.default_rng(0)
     samples, length, units = 4000, 784, 64
     x = rng.uniform(size=(samples, length, 1)).astype("float32")
@@ -203,7 +212,7 @@ def callback_cost(args):
     }
     print(f"\nLyapunovCallback cost, backend {backend}: WCRNN {units} units (coupling 0.02, "
           f"Rotational(2*pi/28)), T = {length}, {samples} samples, batch 64, Adam 1e-2; "
-          f"callback qr_interval={interval}, every epoch")
+          f"callback qr_interval={interval}, every epoch{threads}")
     print("| callback settings | epoch without callback s | callback calls s (epoch -1 = "
           "compile, then each epoch) | warm call / epoch | keys in History |")
     print("|---|---|---|---|---|")
