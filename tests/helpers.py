@@ -19,9 +19,17 @@ import textwrap
 
 import keras
 import numpy as np
+import pytest
 
 BACKENDS = ("tensorflow", "jax", "torch")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A test that runs all three backends itself (in subprocesses, through
+# `assert_backends_agree`) needs to run in one pass of the suite only.
+spans_backends = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="spans the three backends itself (subprocesses): runs once, in the tensorflow pass",
+)
 
 
 def _flat(outputs):
@@ -162,24 +170,34 @@ inputs = inputs[0] if len(inputs) == 1 else inputs
 
 SNIPPET
 
-objects = make()
-if not isinstance(objects, dict):
-    objects = {"output": objects}
+transfer = "TRANSFER"
+if transfer == "keras_file" and mode == "load":
+    # The objects come from the .keras files the first backend saved.
+    names = open(io_path + ".names").read().split()
+    objects = {n: keras.saving.load_model(f"{io_path}.{n}.keras") for n in names}
+else:
+    objects = make()
+    if not isinstance(objects, dict):
+        objects = {"output": objects}
 weights_file = io_path + ".weights.npz"
-saved = dict(np.load(weights_file)) if mode == "load" else {}
+saved = dict(np.load(weights_file)) if mode == "load" and transfer == "weights" else {}
 result, weights = {}, {}
 for name in sorted(objects):
     obj = objects[name]
     obj(inputs)  # build
-    if mode == "load":
+    if mode == "load" and transfer == "weights":
         count = len([k for k in saved if k.startswith(name + "/")])
         obj.set_weights([saved[f"{name}/{i}"] for i in range(count)])
-    else:
+    elif mode == "save":
         for i, w in enumerate(obj.get_weights()):
             weights[f"{name}/{i}"] = w
+        if transfer == "keras_file":
+            obj.save(f"{io_path}.{name}.keras")
     outs = keras.tree.flatten(obj(inputs))
     for i, o in enumerate(outs):
         result[f"{name}/{i}"] = keras.ops.convert_to_numpy(o)
+if mode == "save" and transfer == "keras_file":
+    open(io_path + ".names", "w").write(" ".join(sorted(objects)))
 if mode == "save":
     np.savez(weights_file, **weights)
 np.savez(io_path + "." + keras.backend.backend() + ".out.npz", **result)
@@ -200,7 +218,7 @@ def _run(backend, script, io_path, mode):
     )
 
 
-def run_under_backends(snippet, inputs, backends=BACKENDS):
+def run_under_backends(snippet, inputs, backends=BACKENDS, transfer="weights"):
     """Run a snippet under several backends with the same weights.
 
     Args:
@@ -209,6 +227,12 @@ def run_under_backends(snippet, inputs, backends=BACKENDS):
             the first backend's initial weights are given to all others.
         inputs: a NumPy array or a list of them.
         backends: backend names; the first one creates the weights.
+        transfer: how the other backends get them: `"weights"` (each calls
+            `make()` and `set_weights` with the first backend's weights) or
+            `"keras_file"` (the first backend saves each object, which must
+            be a `keras.Model`, with `model.save(...keras)`; the others
+            `keras.saving.load_model` it, without calling `make()`: the
+            check that a model saved under one backend loads under another).
 
     Returns:
         dict backend -> dict output name -> NumPy array.
@@ -218,7 +242,10 @@ def run_under_backends(snippet, inputs, backends=BACKENDS):
     with tempfile.TemporaryDirectory() as tmp:
         script = os.path.join(tmp, "snippet.py")
         with open(script, "w") as f:
-            f.write(_RUNNER.replace("SNIPPET", textwrap.dedent(snippet)))
+            if transfer not in ("weights", "keras_file"):
+                raise ValueError(f"transfer must be 'weights' or 'keras_file'; got {transfer!r}")
+            runner = _RUNNER.replace("TRANSFER", transfer)
+            f.write(runner.replace("SNIPPET", textwrap.dedent(snippet)))
         io_path = os.path.join(tmp, "io")
         np.savez(
             io_path + ".in.npz",
@@ -238,16 +265,17 @@ def run_under_backends(snippet, inputs, backends=BACKENDS):
         }
 
 
-def assert_backends_agree(snippet, inputs, backends=BACKENDS, atol=1e-5):
+def assert_backends_agree(snippet, inputs, backends=BACKENDS, atol=1e-5, transfer="weights"):
     """Assert that a snippet gives the same outputs under every backend.
 
-    See `run_under_backends` for the snippet's form. Outputs are compared
-    to the first backend's, elementwise within `atol` (float32 default).
+    See `run_under_backends` for the snippet's form and `transfer`. Outputs
+    are compared to the first backend's, elementwise within `atol` (float32
+    default).
 
     Returns:
         The outputs, as `run_under_backends` returns them.
     """
-    results = run_under_backends(snippet, inputs, backends)
+    results = run_under_backends(snippet, inputs, backends, transfer)
     reference = results[backends[0]]
     for backend in backends[1:]:
         other = results[backend]

@@ -7,6 +7,7 @@ import pytest
 
 from tests.helpers import assert_backends_agree
 from tests.helpers import check_layer
+from tests.helpers import spans_backends
 
 
 @keras.saving.register_keras_serializable(package="keras_residual_tests")
@@ -98,12 +99,36 @@ def make():
 """
 
 
+@spans_backends
 def test_backends_agree_on_a_dense_model():
     results = assert_backends_agree(GOOD, X)
     assert set(results) == {"tensorflow", "jax", "torch"}
     assert results["jax"]["output/0"].shape == (4, 2)
 
 
+@spans_backends
 def test_backends_agree_catches_a_deliberate_difference():
     with pytest.raises(AssertionError, match="torch differs from tensorflow"):
         assert_backends_agree(BAD, X)
+
+
+@spans_backends
+def test_backends_agree_through_a_keras_file():
+    results = assert_backends_agree(GOOD, X, transfer="keras_file")
+    assert results["torch"]["output/0"].shape == (4, 2)
+
+
+UNREGISTERED = """
+class Unregistered(keras.layers.Layer):
+    def call(self, x):
+        return 2.0 * x
+
+def make():
+    return keras.Sequential([keras.Input((3,)), keras.layers.Dense(3), Unregistered()])
+"""
+
+
+@spans_backends
+def test_keras_file_transfer_catches_a_model_that_does_not_load():
+    with pytest.raises(AssertionError, match="snippet failed under jax"):
+        assert_backends_agree(UNREGISTERED, X, transfer="keras_file")

@@ -11,6 +11,7 @@ import pytest
 import keras_residual as kr
 from keras_residual import residuals
 from tests.helpers import assert_backends_agree
+from tests.helpers import spans_backends
 
 RNG = np.random.default_rng(7)
 X = RNG.normal(size=(4, 120, 3)).astype("float32")
@@ -309,9 +310,6 @@ def make():
 """
 
 
-@pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow",
-    reason="spans the three backends itself (three subprocesses): run once, in the tensorflow run",
-)
+@spans_backends
 def test_spectra_agree_across_backends():
     assert_backends_agree(CROSS_BACKEND, X[:2, :60], atol=1e-4)

@@ -9,6 +9,7 @@ import pytest
 
 import keras_residual as kr
 from tests.helpers import assert_backends_agree
+from tests.helpers import spans_backends
 from tests.helpers import check_layer
 
 BLOCKS = (kr.layers.PNNHConvBlock, kr.layers.ResidualConvBlock, kr.layers.PlainConvBlock)
@@ -221,6 +222,7 @@ def test_coder_that_does_not_fit_the_block():
         kr.layers.PlainConvBlock(4)(np.zeros((1, 4, 4), "float32"))
 
 
+@spans_backends
 def test_backends_agree():
     snippet = """
     import keras

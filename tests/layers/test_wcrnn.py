@@ -5,6 +5,7 @@ import pytest
 import keras_residual as kr
 from keras_residual import residuals
 from tests.helpers import assert_backends_agree
+from tests.helpers import spans_backends
 from tests.helpers import check_layer
 from tests.helpers import gradients
 
@@ -219,5 +220,6 @@ def make():
 """
 
 
+@spans_backends
 def test_outputs_agree_across_backends():
     assert_backends_agree(CROSS_BACKEND, RNG.normal(size=(2, 30, 3)).astype("float32"))
