@@ -2,7 +2,9 @@
 
 `ConvLearner` is ResNet's residual branch F(x): basic (3x3-BN-ReLU-3x3-BN)
 or bottleneck (1x1-BN-ReLU-3x3-BN-ReLU-1x1-BN, stride on the 3x3 as in
-ResNet v1.5). `ConvBlock` is the base of the three public blocks: it owns
+ResNet v1.5 by default, or on the first 1x1 as in ResNet v1 and
+`keras.applications.ResNet50` with `stride_in_first_conv=True`).
+`ConvBlock` is the base of the three public blocks: it owns
 the learner, the common arguments and config, and computes
 
     out = relu(learner(x) + connection(x))
@@ -10,6 +12,8 @@ the learner, the common arguments and config, and computes
 where each block defines `connection` (the coder, ResNet's shortcut, or
 nothing), so the three blocks differ in the connection alone.
 """
+
+import numpy as np
 
 import keras
 from keras import constraints
@@ -20,6 +24,12 @@ from keras import regularizers
 from keras_residual.layers import _args as check
 
 BLOCK_TYPES = ("basic", "bottleneck")
+
+
+def _boolean(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"Argument `{name}` must be True or False; received {name}={value!r}.")
+    return bool(value)
 
 
 def output_spatial(size, stride):
@@ -46,12 +56,14 @@ class ConvLearner(keras.layers.Layer):
         kernel_constraint,
         batch_norm_momentum,
         batch_norm_epsilon,
+        use_bias=False,
+        stride_in_first_conv=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
         conv_kwargs = dict(
             padding="same",
-            use_bias=False,
+            use_bias=use_bias,
             data_format=data_format,
             kernel_regularizer=kernel_regularizer,
             kernel_constraint=kernel_constraint,
@@ -60,7 +72,8 @@ class ConvLearner(keras.layers.Layer):
         if block_type == "basic":
             specs = [(filters, 3, strides), (filters, 3, 1)]
         else:
-            specs = [(filters, 1, 1), (filters, 3, strides), (filters * expansion, 1, 1)]
+            first, middle = (strides, 1) if stride_in_first_conv else (1, strides)
+            specs = [(filters, 1, first), (filters, 3, middle), (filters * expansion, 1, 1)]
         axis = -1 if data_format == "channels_last" else 1
         self.convs = [
             keras.layers.Conv2D(
@@ -133,6 +146,8 @@ class ConvBlock(keras.layers.Layer):
         kernel_constraint=None,
         batch_norm_momentum=0.9,
         batch_norm_epsilon=1e-5,
+        use_bias=False,
+        stride_in_first_conv=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -146,6 +161,8 @@ class ConvBlock(keras.layers.Layer):
         self.kernel_constraint = constraints.get(kernel_constraint)
         self.batch_norm_momentum = check.rate("batch_norm_momentum", batch_norm_momentum)
         self.batch_norm_epsilon = check.positive_float("batch_norm_epsilon", batch_norm_epsilon)
+        self.use_bias = _boolean("use_bias", use_bias)
+        self.stride_in_first_conv = _boolean("stride_in_first_conv", stride_in_first_conv)
         self.learner = ConvLearner(
             self.filters,
             self.block_type,
@@ -157,6 +174,8 @@ class ConvBlock(keras.layers.Layer):
             self.kernel_constraint,
             self.batch_norm_momentum,
             self.batch_norm_epsilon,
+            use_bias=self.use_bias,
+            stride_in_first_conv=self.stride_in_first_conv,
             name="learner",
             dtype=self.dtype_policy,
         )
@@ -247,5 +266,7 @@ class ConvBlock(keras.layers.Layer):
             "kernel_constraint": constraints.serialize(self.kernel_constraint),
             "batch_norm_momentum": self.batch_norm_momentum,
             "batch_norm_epsilon": self.batch_norm_epsilon,
+            "use_bias": self.use_bias,
+            "stride_in_first_conv": self.stride_in_first_conv,
         }
         return {**super().get_config(), **config}

@@ -11,7 +11,8 @@ class PlainConvBlock(ConvBlock):
 
     The plain twin of `PNNHConvBlock` and `ResidualConvBlock`: the same
     learner (basic 3x3-BN-ReLU-3x3-BN, or bottleneck 1x1-BN-ReLU-3x3-BN-ReLU-
-    1x1-BN with the stride on the 3x3), and no connection beside it, so a
+    1x1-BN with the stride on the 3x3, or on the first 1x1 with
+    `stride_in_first_conv=True`), and no connection beside it, so a
     stack of these is the deep plain net whose ReLUs "dissipate" the input.
 
     Args:
@@ -26,6 +27,13 @@ class PlainConvBlock(ConvBlock):
             learner's convolutions (He-normal by default).
         batch_norm_momentum, batch_norm_epsilon: of the learner's batch
             normalizations.
+        use_bias: whether the learner's convolutions have biases (`False`:
+            batch normalization follows each; `keras.applications`' ResNets
+            use `True`).
+        stride_in_first_conv: bottleneck only: put the stride on the first
+            1x1 convolution (ResNet v1, as `keras.applications.ResNet50`)
+            rather than on the 3x3 (ResNet v1.5, the default). A basic block
+            always strides its first 3x3.
 
     Call arguments:
         inputs: images `(batch, H, W, C)` (or channels first).
@@ -38,7 +46,7 @@ class PlainConvBlock(ConvBlock):
     Example:
 
     >>> block = kr.layers.PlainConvBlock(16, strides=2)
-    >>> block(np.zeros((2, 8, 8, 3))).shape
+    >>> tuple(block(np.zeros((2, 8, 8, 3))).shape)
     (2, 4, 4, 16)
     """
 

@@ -17,7 +17,8 @@ class PNNHConvBlock(ConvBlock):
     """Block of the Plain Neural Net Hypothesis: `relu(learner(x) + c(x))`.
 
     The learner is ResNet's (basic 3x3-BN-ReLU-3x3-BN, or bottleneck
-    1x1-BN-ReLU-3x3-BN-ReLU-1x1-BN with the stride on the 3x3); beside it
+    1x1-BN-ReLU-3x3-BN-ReLU-1x1-BN with the stride on the 3x3, or on the
+    first 1x1 with `stride_in_first_conv=True`); beside it
     runs a coder `c(x) = D(relu(E(x)))` (`kr.layers.PNNHCoder`), a small
     autoencoder with 1x1 convolutions. There is no identity shortcut
     anywhere: the network is plain, and the coder learns to carry the input.
@@ -44,6 +45,13 @@ class PNNHConvBlock(ConvBlock):
             coder.
         batch_norm_momentum, batch_norm_epsilon: of the learner's batch
             normalizations.
+        use_bias: whether the learner's convolutions have biases (`False`:
+            batch normalization follows each; `keras.applications`' ResNets
+            use `True`). The coder keeps its own biases.
+        stride_in_first_conv: bottleneck only: put the stride on the first
+            1x1 convolution (ResNet v1, as `keras.applications.ResNet50`)
+            rather than on the 3x3 (ResNet v1.5, the default). A basic block
+            always strides its first 3x3.
 
     Call arguments:
         inputs: images `(batch, H, W, C)` (or channels first).
@@ -80,6 +88,8 @@ class PNNHConvBlock(ConvBlock):
         kernel_constraint=None,
         batch_norm_momentum=0.9,
         batch_norm_epsilon=1e-5,
+        use_bias=False,
+        stride_in_first_conv=False,
         **kwargs,
     ):
         super().__init__(
@@ -93,6 +103,8 @@ class PNNHConvBlock(ConvBlock):
             kernel_constraint=kernel_constraint,
             batch_norm_momentum=batch_norm_momentum,
             batch_norm_epsilon=batch_norm_epsilon,
+            use_bias=use_bias,
+            stride_in_first_conv=stride_in_first_conv,
             **kwargs,
         )
         self.bottleneck_ratio = check.bottleneck_ratio(bottleneck_ratio)

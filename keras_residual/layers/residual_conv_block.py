@@ -27,6 +27,13 @@ class ResidualConvBlock(ConvBlock):
         kernel_initializer, kernel_regularizer, kernel_constraint: of the
             learner's convolutions and of the projection (He-normal).
         batch_norm_momentum, batch_norm_epsilon: of the batch normalizations.
+        use_bias: whether the learner's convolutions and the projection have
+            biases (`False`: batch normalization follows each;
+            `keras.applications`' ResNets use `True`).
+        stride_in_first_conv: bottleneck only: put the stride on the first
+            1x1 convolution (ResNet v1, as `keras.applications.ResNet50`)
+            rather than on the 3x3 (ResNet v1.5, the default). A basic block
+            always strides its first 3x3.
 
     Call arguments:
         inputs: images `(batch, H, W, C)` (or channels first).
@@ -39,7 +46,7 @@ class ResidualConvBlock(ConvBlock):
     Example:
 
     >>> block = kr.layers.ResidualConvBlock(16, strides=2)
-    >>> block(np.zeros((2, 8, 8, 3))).shape
+    >>> tuple(block(np.zeros((2, 8, 8, 3))).shape)
     (2, 4, 4, 16)
     >>> block.projection is not None
     True
@@ -55,7 +62,7 @@ class ResidualConvBlock(ConvBlock):
             self.output_filters,
             1,
             strides=self.strides,
-            use_bias=False,
+            use_bias=self.use_bias,
             data_format=self.data_format,
             kernel_initializer=check.fresh_initializer(self.kernel_initializer),
             kernel_regularizer=self.kernel_regularizer,
