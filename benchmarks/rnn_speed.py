@@ -220,7 +220,7 @@ def main():
                     continue
                 else:
                     results[backend, name, length] = run_config(backend, name, length, args)
-                print(backend, name, length, results[backend, name, length], flush=True)
+                print("#", backend, name, length, results[backend, name, length], flush=True)
 
     rows = []
     for length in lengths:
