@@ -75,7 +75,7 @@ BENCHMARKS = {
     ),
     "applications_speed": (
         "kr.applications: parameters and training throughput per connection",
-        ["applications_speed.py"],
+        ["applications_speed.py", "--steps", "2", "--repeats", "2"],
         ["applications_speed.py", "--quick"],
         False,
     ),

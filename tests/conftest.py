@@ -22,4 +22,25 @@ def backend():
     return keras.backend.backend()
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread under torch while the smoke run trains.
+
+    Smoke-sized models have tiny matrices, so torch's multi-threaded
+    kernels only add synchronisation; on a busy CPU they made this test
+    several times slower. Results do not depend on it.
+    """
+    if keras.backend.backend() != "torch":
+        yield
+        return
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -2,31 +2,9 @@ import json
 import math
 import os
 
-import keras
 import pytest
 
 from tests.examples.test_quickstart import load_example
-
-
-@pytest.fixture
-def one_torch_thread():
-    """One intra-op thread under torch while the smoke run trains.
-
-    The smoke model's matrices are tiny (8 units), so torch's multi-threaded
-    kernels only add synchronisation; on a busy CPU they made this test
-    several times slower. Results do not depend on it.
-    """
-    if keras.backend.backend() != "torch":
-        yield
-        return
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_elman_init_help(capsys):
