@@ -31,7 +31,6 @@ especially, whose intra-op threads spin against other load).
 import argparse
 import datetime
 import os
-import re
 import subprocess
 import sys
 import time
