@@ -15,13 +15,9 @@ of most CIFAR reproductions).
 
 import keras
 
-from keras_residual.applications import _common as common
-from keras_residual.applications.resnet import connection_options
-from keras_residual.applications.resnet import image_shape
-from keras_residual.applications.resnet import include_top_flag
+from keras_residual.applications.resnet import build_resnet
 from keras_residual.applications.resnet import plain_alias
 from keras_residual.applications.resnet import pnnh_alias
-from keras_residual.applications.resnet import stack_stages
 
 # depth -> n, the number of basic blocks per stage (depth = 6n + 2).
 DEPTHS = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18}
@@ -57,38 +53,13 @@ def _stem(image, data_format):
     return keras.layers.Activation("relu", name="conv1_relu")(x)
 
 
-def _cifar_resnet(
-    depth,
-    include_top,
-    weights,
-    input_tensor,
-    input_shape,
-    pooling,
-    classes,
-    classifier_activation,
-    connection,
-    coder_sharing,
-    name,
-):
-    data_format = keras.config.image_data_format()
-    include_top = include_top_flag(include_top)
-    connection, coder_sharing = connection_options(connection, coder_sharing)
-    weights = common.weights(weights)
-    classes = common.classes(classes)
-    pooling = common.pooling(pooling)
-    activation = common.classifier_activation(classifier_activation, include_top)
-    name = common.model_name(name, f"resnet{depth}", connection)
-    shape = image_shape(input_shape, input_tensor, DEFAULT_INPUT_SHAPE, MIN_SIZE, data_format)
-
-    inputs, image = common.image_input(input_tensor, shape)
-    x = _stem(image, data_format)
+def _cifar_resnet(depth, *args):
     n = DEPTHS[depth]
     stages = [(f, n, 1 if i == 0 else 2) for i, f in enumerate(FILTERS)]
-    x = stack_stages(x, stages, "basic", connection, coder_sharing, data_format, BLOCK_OPTIONS)
-    outputs = common.classification_head(
-        x, include_top, pooling, classes, activation, data_format
+    return build_resnet(
+        f"resnet{depth}", _stem, stages, "basic", BLOCK_OPTIONS, DEFAULT_INPUT_SHAPE, MIN_SIZE,
+        *args,
     )
-    return common.finish(inputs, outputs, name, weights)
 
 
 _DOC = """Instantiates the CIFAR ResNet{depth} (n = {n}) with residual, PNNH or plain blocks.

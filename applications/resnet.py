@@ -235,8 +235,14 @@ def _stem(image, data_format):
     return keras.layers.MaxPooling2D(3, strides=2, data_format=data_format, name="pool1_pool")(x)
 
 
-def _resnet(
-    depth,
+def build_resnet(
+    family,
+    stem,
+    stages,
+    block_type,
+    block_options,
+    default_shape,
+    min_size,
     include_top,
     weights,
     input_tensor,
@@ -248,6 +254,18 @@ def _resnet(
     coder_sharing,
     name,
 ):
+    """Check the keras.applications arguments and build a ResNet of either family.
+
+    Args:
+        family: the default name's family, e.g. `"resnet50"`.
+        stem: function `(image, data_format) -> tensor`.
+        stages: `(filters, blocks, strides)` of each stage (see `stack_stages`).
+        block_type, block_options: of every block.
+        default_shape: the image shape when neither `input_shape` nor
+            `input_tensor` gives one.
+        min_size: the smallest height and width accepted.
+        The rest: the public functions' arguments.
+    """
     data_format = keras.config.image_data_format()
     include_top = include_top_flag(include_top)
     connection, coder_sharing = connection_options(connection, coder_sharing)
@@ -255,19 +273,27 @@ def _resnet(
     classes = common.classes(classes)
     pooling = common.pooling(pooling)
     activation = common.classifier_activation(classifier_activation, include_top)
-    name = common.model_name(name, f"resnet{depth}", connection)
-    default = DEFAULT_INPUT_SHAPE if include_top else (None, None, 3)
-    shape = image_shape(input_shape, input_tensor, default, MIN_SIZE, data_format)
+    name = common.model_name(name, family, connection)
+    shape = image_shape(input_shape, input_tensor, default_shape, min_size, data_format)
 
     inputs, image = common.image_input(input_tensor, shape)
-    x = _stem(image, data_format)
-    block_type, blocks = DEPTHS[depth]
-    stages = [(f, n, 1 if i == 0 else 2) for i, (f, n) in enumerate(zip(FILTERS, blocks))]
-    x = stack_stages(x, stages, block_type, connection, coder_sharing, data_format, BLOCK_OPTIONS)
+    x = stem(image, data_format)
+    x = stack_stages(x, stages, block_type, connection, coder_sharing, data_format, block_options)
     outputs = common.classification_head(
         x, include_top, pooling, classes, activation, data_format
     )
     return common.finish(inputs, outputs, name, weights)
+
+
+def _resnet(depth, include_top, *args):
+    block_type, blocks = DEPTHS[depth]
+    stages = [(f, n, 1 if i == 0 else 2) for i, (f, n) in enumerate(zip(FILTERS, blocks))]
+    # As keras.applications: without the top, the spatial size is free.
+    default = DEFAULT_INPUT_SHAPE if include_top else (None, None, 3)
+    return build_resnet(
+        f"resnet{depth}", _stem, stages, block_type, BLOCK_OPTIONS, default, MIN_SIZE,
+        include_top, *args,
+    )
 
 
 _DOC = """Instantiates ResNet{depth} ({blocks}) with residual, PNNH or plain blocks.
