@@ -4,16 +4,16 @@ Mirrors the private helpers of `keras.applications` (`imagenet_utils`,
 `operation_utils`) with the public Keras API only, so that the ResNet and
 ViT families take and check `include_top`, `weights`, `input_tensor`,
 `input_shape`, `pooling`, `classes` and `classifier_activation` the same way.
-Each check raises a `ValueError` naming the argument, the value and what is
-allowed.
+Each check is a rule of `keras_residual._validation`: a `ValueError` naming
+the argument, the value and what is allowed (an `ArgumentTypeError`, both a
+`TypeError` and a `ValueError`, for a value of the wrong kind).
 """
 
-import numbers
 import os
 
 import keras
 
-from keras_residual.layers import _args as check
+from keras_residual import _validation as check
 
 CONNECTIONS = ("residual", "pnnh", "plain")
 CODER_SHARING = ("stage", "block")
@@ -24,20 +24,19 @@ def connection(name, value):
     return check.one_of(name, value, CONNECTIONS)
 
 
+def include_top(value):
+    """Check `include_top`: `True` or `False` (NumPy bools too; 0 and 1 refused)."""
+    return check.boolean("include_top", value)
+
+
 def classes(value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(
-            f"Argument `classes` must be an integer >= 1; received classes={value!r}."
-        )
-    return int(value)
+    """Check `classes`: an integer >= 1."""
+    return check.positive_int("classes", value)
 
 
 def pooling(value, allowed=(None, "avg", "max")):
-    if value not in allowed:
-        raise ValueError(
-            f"Argument `pooling` must be one of {list(allowed)}; received pooling={value!r}."
-        )
-    return value
+    """Check `pooling`: one of `allowed`."""
+    return check.one_of("pooling", value, allowed)
 
 
 def weights(value):
@@ -47,15 +46,11 @@ def weights(value):
     nets, and the residual nets are here to be trained beside them), so a
     name such as `"imagenet"` is an error rather than a download.
     """
-    if value is None:
-        return None
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
-    if not isinstance(value, str):
-        raise TypeError(
-            "Argument `weights` must be None or the path to a weights file; "
-            f"received weights={value!r} of type {type(value).__name__}."
-        )
+    value = check.string("weights", value, allow_none=True)
+    if value is None:
+        return None
     if not os.path.isfile(value):
         if os.sep in value or value.endswith(".h5"):
             raise ValueError(
@@ -84,28 +79,17 @@ def input_shape(value, default, min_size, data_format, name="input_shape"):
     """
     if value is None:
         value = default if data_format == "channels_last" else (default[2],) + default[:2]
-    try:
-        shape = tuple(None if s is None else int(s) for s in value)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"Argument `{name}` must be a tuple of 3 integers (height, width, "
-            f"channels); received {name}={value!r}."
-        ) from None
-    if len(shape) != 3:
-        raise ValueError(
-            f"Argument `{name}` must be a tuple of 3 integers (height, width, "
-            f"channels) for {data_format}; received {name}={value!r}."
-        )
+    shape = check.shape(name, value, rank=3, allow_unknown=True)
     if data_format == "channels_last":
         spatial, channels = shape[:2], shape[2]
     else:
         spatial, channels = shape[1:], shape[0]
-    if channels is None or channels < 1:
+    if channels is None:
         raise ValueError(
-            f"Argument `{name}` must have a positive channel dimension; "
+            f"Argument `{name}` must have a known channel dimension; "
             f"received {name}={value!r} ({data_format})."
         )
-    if isinstance(min_size, numbers.Integral):
+    if check.is_integer(min_size):
         min_size = (min_size, min_size)
     for size, least in zip(spatial, min_size):
         if size is not None and size < least:
@@ -119,20 +103,39 @@ def input_shape(value, default, min_size, data_format, name="input_shape"):
 
 
 def image_input(input_tensor, shape):
-    """`(model_inputs, image_tensor)` from `input_tensor` or a new `keras.Input`."""
+    """`(model_inputs, image_tensor)` from `input_tensor` or a new `keras.Input`.
+
+    The image tensor is floating: an integer or bool `input_tensor` (e.g.
+    `keras.Input(shape, dtype="uint8")`) passes through a cast
+    (`Rescaling(1.0)`, named `image_to_float`), as `keras.layers.Dense`
+    computes integer inputs in its compute dtype; Keras' convolutions crash
+    on integer images under tensorflow and torch. The default input is
+    float32, as `keras.applications`' (a uint8 batch is converted on entry).
+    """
     if input_tensor is None:
         image = keras.Input(shape=shape)
         return image, image
     if not keras.utils.is_keras_tensor(input_tensor):
         image = keras.Input(tensor=input_tensor, shape=shape)
-        return image, image
+        return image, _floating_image(image)
     if tuple(input_tensor.shape[1:]) != tuple(shape) and None not in input_tensor.shape[1:]:
         raise ValueError(
             "Argument `input_tensor` must have the image shape "
             f"{tuple(shape)} (from `input_shape`); received input_tensor with "
             f"shape {tuple(input_tensor.shape)}."
         )
-    return keras.utils.get_source_inputs(input_tensor), input_tensor
+    sources = keras.utils.get_source_inputs(input_tensor)
+    # One input as a tensor, not a list of one: the model is then called with
+    # a batch without Keras' warning that the structures differ.
+    inputs = sources[0] if len(sources) == 1 else sources
+    return inputs, _floating_image(input_tensor)
+
+
+def _floating_image(image):
+    """The image tensor, cast to float by a layer when it is integer or bool."""
+    if check.is_floating(image.dtype):
+        return image
+    return keras.layers.Rescaling(1.0, name="image_to_float")(image)
 
 
 def classification_head(x, include_top, pooling_mode, num_classes, activation, data_format):
@@ -163,10 +166,9 @@ def classifier_activation(value, include_top):
 
 def model_name(name, family, connection_value):
     """The model's name: the user's, or `<connection>_<family>` (e.g. `pnnh_resnet50`)."""
+    name = check.string("name", name, allow_none=True)
     if name is None:
         return f"{connection_value}_{family}"
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"Argument `name` must be a non-empty string or None; received name={name!r}.")
     return name
 
 

@@ -11,6 +11,12 @@ more parameters than the paper's (ResNet20 with 10 classes: 272,474 trainable
 here, 269,722 with option A, "0.27M" in the paper's table 6). Convolutions have no biases; batch
 normalization has epsilon 1e-5 and momentum 0.9 (PyTorch's defaults, those
 of most CIFAR reproductions).
+
+Example:
+
+>>> model = kr.applications.ResNet20(connection="pnnh")  # or kr.applications.PNNHResNet20()
+>>> model.name, model.output_shape
+('pnnh_resnet20', (None, 10))
 """
 
 import keras
@@ -108,9 +114,19 @@ _DOC = """Instantiates the CIFAR ResNet{depth} (n = {n}) with residual, PNNH or 
 
     Example:
 
-    >>> model = kr.applications.ResNet{depth}(connection="pnnh")
-    >>> model.name, model.output_shape
-    ('pnnh_resnet{depth}', (None, 10))
+    Building one takes from a fraction of a second (ResNet20) to seconds
+    (ResNet110) on a CPU; the `kr.applications.cifar_resnet` module's
+    example builds a ResNet20. The arguments are checked before anything is
+    built:
+
+    >>> kr.applications.ResNet{depth}(weights="cifar10")
+    Traceback (most recent call last):
+    ...
+    ValueError: Argument `weights` must be None or the path to a weights file; ...
+    >>> kr.applications.ResNet{depth}(input_shape=(4, 4, 3))
+    Traceback (most recent call last):
+    ...
+    ValueError: Argument `input_shape` is too small for this network: ... at least (8, 8) ...
     """
 
 

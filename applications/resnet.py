@@ -13,12 +13,10 @@ instead of the shortcut), with `connection="plain"` a `kr.layers.PlainConvBlock`
 head, and differ in the connection alone.
 """
 
-import numbers
-
 import keras
 
+from keras_residual import _validation as check
 from keras_residual.applications import _common as common
-from keras_residual.layers._args import one_of
 from keras_residual.layers.pnnh_coder import PNNHCoder
 from keras_residual.layers.pnnh_conv_block import PNNHConvBlock
 from keras_residual.layers.plain_conv_block import PlainConvBlock
@@ -53,22 +51,13 @@ BLOCK_OPTIONS = dict(
 def connection_options(connection, coder_sharing):
     """Check `connection` and `coder_sharing` (PNNH only, unless left at its default)."""
     connection = common.connection("connection", connection)
-    coder_sharing = one_of("coder_sharing", coder_sharing, common.CODER_SHARING)
+    coder_sharing = check.one_of("coder_sharing", coder_sharing, common.CODER_SHARING)
     if connection != "pnnh" and coder_sharing != "stage":
         raise ValueError(
             "Argument `coder_sharing` applies to connection='pnnh' only; received "
             f"coder_sharing={coder_sharing!r} with connection={connection!r}."
         )
     return connection, coder_sharing
-
-
-def include_top_flag(value):
-    """Check `include_top` (a bool; 0 and 1 pass as False and True)."""
-    if not isinstance(value, (bool, numbers.Integral)) or value not in (0, 1):
-        raise ValueError(
-            f"Argument `include_top` must be True or False; received include_top={value!r}."
-        )
-    return bool(value)
 
 
 def image_shape(input_shape, input_tensor, default, min_size, data_format):
@@ -138,9 +127,13 @@ def _alias_doc(public_name, base_name, connection, example_input):
 
     Example:
 
-    >>> model = kr.applications.{public_name}(input_shape={example_input}, classes=10)
-    >>> model.name
-    '{connection}_{base_name.lower()}'
+    The connection is fixed (`kr.applications.{base_name}` takes it as an
+    argument):
+
+    >>> kr.applications.{public_name}(connection="residual")
+    Traceback (most recent call last):
+    ...
+    TypeError: ...unexpected keyword argument 'connection'
     """
 
 
@@ -267,7 +260,7 @@ def build_resnet(
         The rest: the public functions' arguments.
     """
     data_format = keras.config.image_data_format()
-    include_top = include_top_flag(include_top)
+    include_top = common.include_top(include_top)
     connection, coder_sharing = connection_options(connection, coder_sharing)
     weights = common.weights(weights)
     classes = common.classes(classes)
@@ -286,6 +279,7 @@ def build_resnet(
 
 
 def _resnet(depth, include_top, *args):
+    include_top = common.include_top(include_top)
     block_type, blocks = DEPTHS[depth]
     stages = [(f, n, 1 if i == 0 else 2) for i, (f, n) in enumerate(zip(FILTERS, blocks))]
     # As keras.applications: without the top, the spatial size is free.
@@ -347,14 +341,18 @@ _DOC = """Instantiates ResNet{depth} ({blocks}) with residual, PNNH or plain blo
 
     Example:
 
-    >>> model = kr.applications.ResNet{depth}(input_shape=(64, 64, 3), classes=10)
-    >>> model.name
-    'residual_resnet{depth}'
-    >>> pnnh = kr.applications.ResNet{depth}(
-    ...     connection="pnnh", include_top=False, pooling="avg", input_shape=(64, 64, 3)
-    ... )
-    >>> pnnh.output_shape
-    (None, {features})
+    Building a ResNet{depth} initialises all of its weights (seconds on a
+    CPU; `kr.applications.cifar_resnet`'s example builds a small ResNet).
+    The arguments are checked before anything is built:
+
+    >>> kr.applications.ResNet{depth}(weights="imagenet")
+    Traceback (most recent call last):
+    ...
+    ValueError: Argument `weights` must be None or the path to a weights file; ...
+    >>> kr.applications.ResNet{depth}(include_top=False, input_shape=(16, 16, 3))
+    Traceback (most recent call last):
+    ...
+    ValueError: Argument `input_shape` is too small for this network: ... at least (32, 32) ...
     """
 
 _ABOUT_BASIC = (

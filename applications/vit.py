@@ -10,14 +10,12 @@ has exactly the parameters of keras-hub's
 num_heads=12, hidden_dim=768, mlp_dim=3072)`.
 """
 
-import numbers
-
 import keras
 from keras import initializers
 from keras import ops
 
+from keras_residual import _validation as check
 from keras_residual.applications import _common as common
-from keras_residual.layers import _args as check
 from keras_residual.layers.pnnh_coder import PNNHCoder
 from keras_residual.layers.pnnh_transformer_block import PNNHTransformerBlock
 
@@ -50,19 +48,6 @@ __all__ = [
 ]
 
 
-def _patch_size(value):
-    """`(patch_h, patch_w)` from a positive integer or a pair of them."""
-    items = tuple(value) if isinstance(value, (list, tuple)) else (value, value)
-    if len(items) != 2 or any(
-        isinstance(p, bool) or not isinstance(p, numbers.Integral) or p <= 0 for p in items
-    ):
-        raise ValueError(
-            "Argument `patch_size` must be a positive integer or a tuple of 2 "
-            f"positive integers; received patch_size={value!r}."
-        )
-    return tuple(int(p) for p in items)
-
-
 def _spatial(shape, data_format):
     return tuple(shape[:2]) if data_format == "channels_last" else tuple(shape[1:])
 
@@ -88,7 +73,9 @@ class ViTPatchEmbedding(keras.layers.Layer):
         position_initializer: of the position embedding.
 
     Call arguments:
-        inputs: images `(batch, H, W, C)` (or channels first).
+        inputs: images `(batch, H, W, C)` (or channels first) of the size the
+            layer was built for; integer and bool images are computed in the
+            compute dtype.
 
     Returns:
         Tokens `(batch, 1 + (H / patch_h) * (W / patch_w), hidden_dim)`, the
@@ -97,7 +84,7 @@ class ViTPatchEmbedding(keras.layers.Layer):
     Example:
 
     >>> layer = kr.applications.vit.ViTPatchEmbedding(64, 8)
-    >>> layer(np.zeros((2, 32, 32, 3))).shape
+    >>> tuple(layer(np.zeros((2, 32, 32, 3))).shape)
     (2, 17, 64)
     """
 
@@ -113,7 +100,7 @@ class ViTPatchEmbedding(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.hidden_dim = check.positive_int("hidden_dim", hidden_dim)
-        self.patch_size = _patch_size(patch_size)
+        self.patch_size = check.int_pair("patch_size", patch_size)
         self.data_format = check.data_format(data_format)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.class_token_initializer = initializers.get(class_token_initializer)
@@ -156,6 +143,7 @@ class ViTPatchEmbedding(keras.layers.Layer):
     def build(self, input_shape):
         grid = self._grid(input_shape)
         self.num_patches = grid[0] * grid[1]
+        self._image_shape = tuple(input_shape[1:])
         self.projection.build(tuple(input_shape))
         self.class_token = self.add_weight(
             shape=(1, 1, self.hidden_dim),
@@ -169,6 +157,25 @@ class ViTPatchEmbedding(keras.layers.Layer):
         )
 
     def call(self, inputs):
+        inputs = check.floating(inputs, self.compute_dtype)
+        shape = tuple(inputs.shape[1:])
+        if len(shape) != 3 or any(
+            check.static_dim(s) not in (None, e) for s, e in zip(shape, self._image_shape)
+        ):
+            # Checked here: images of another size would be reshaped into more
+            # rows of the batch.
+            size = _spatial(self._image_shape, self.data_format)
+            raise ValueError(
+                f"{self.__class__.__name__} `{self.name}` was built for images of "
+                f"shape {self._image_shape} (height x width "
+                f"{size[0]}x{size[1]}, {self.num_patches} patches: the position "
+                f"embedding has one entry per patch); received inputs of shape "
+                f"{tuple(inputs.shape)}."
+            )
+        if check.empty_batch(inputs):
+            # As Keras layers: an empty output (tf's convolution mishandles an
+            # empty batch).
+            return ops.zeros((0, self.num_patches + 1, self.hidden_dim), self.compute_dtype)
         x = self.projection(inputs)
         if self.data_format == "channels_first":
             x = ops.transpose(x, (0, 2, 3, 1))
@@ -209,7 +216,7 @@ class ViTPooling(keras.layers.Layer):
 
     Example:
 
-    >>> kr.applications.vit.ViTPooling("avg")(np.ones((2, 17, 64))).shape
+    >>> tuple(kr.applications.vit.ViTPooling("avg")(np.ones((2, 17, 64))).shape)
     (2, 64)
     """
 
@@ -217,7 +224,22 @@ class ViTPooling(keras.layers.Layer):
         super().__init__(**kwargs)
         self.pooling = common.pooling(pooling, POOLINGS)
 
+    def build(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"{self.__class__.__name__} `{self.name}` takes tokens of rank 3 "
+                f"(batch, 1 + patches, hidden_dim); received input_shape="
+                f"{tuple(input_shape)}."
+            )
+        if self.pooling == "avg" and input_shape[1] is not None and input_shape[1] < 2:
+            raise ValueError(
+                f"{self.__class__.__name__} `{self.name}` with pooling='avg' averages "
+                "the patch tokens (all but the first) and needs at least one patch "
+                f"token; received input_shape={tuple(input_shape)}."
+            )
+
     def call(self, inputs):
+        inputs = check.floating(inputs, self.compute_dtype)
         if self.pooling == "token":
             return inputs[:, 0, :]
         return ops.mean(inputs[:, 1:, :], axis=1)
@@ -288,13 +310,10 @@ def _vit(
     size = check.one_of("size", size, tuple(SIZES))
     hidden_dim, num_layers, num_heads = SIZES[size]
     weights_path = common.weights(weights)
-    if not isinstance(include_top, bool):
-        raise ValueError(
-            f"Argument `include_top` must be True or False; received include_top={include_top!r}."
-        )
+    include_top = common.include_top(include_top)
     connection = common.connection("connection", connection)
     attention_connection = common.connection("attention_connection", attention_connection)
-    patch = _patch_size(patch_size)
+    patch = check.int_pair("patch_size", patch_size)
     pooling = common.pooling(pooling, POOLINGS if include_top else POOLINGS + (None,))
     classes = common.classes(classes)
     classifier_activation = common.classifier_activation(classifier_activation, include_top)
@@ -382,9 +401,19 @@ DOCSTRING = """Instantiates the {title} architecture{variant}.
 
     Example:
 
-    >>> model = kr.applications.{function}(input_shape=(32, 32, 3), patch_size=8, classes=10)
-    >>> model.output_shape
-    (None, 10)
+    Building a ViT initialises all of its weights (seconds on a CPU for the
+    larger ones; `kr.applications.cifar_resnet`'s example builds a small
+    ResNet the same way). The arguments are checked before anything is
+    built:
+
+    >>> kr.applications.{function}(weights="imagenet")
+    Traceback (most recent call last):
+    ...
+    ValueError: Argument `weights` must be None or the path to a weights file; ...
+    >>> kr.applications.{function}(input_shape=(30, 30, 3))  # 16x16 patches
+    Traceback (most recent call last):
+    ...
+    ValueError: Argument `patch_size` must divide the image height and width; ...
     """
 
 CONNECTION_ARGS = """

@@ -1,8 +1,8 @@
 """Initializers: the Elman-network extension of weakly coupled residuals."""
 
 import keras
-import numpy as np
 
+from keras_residual import _validation as check
 from keras_residual import residuals as residuals_lib
 
 
@@ -26,7 +26,13 @@ class WeaklyCoupledResidual(keras.initializers.Initializer):
 
     >>> init = kr.initializers.WeaklyCoupledResidual(
     ...     kr.residuals.Rotational(angle=2 * np.pi / 28), coupling=0.1)
-    >>> rnn = keras.layers.SimpleRNN(64, recurrent_initializer=init)
+    >>> rnn = keras.layers.SimpleRNN(8, recurrent_initializer=init)
+    >>> x = np.random.default_rng(0).normal(size=(2, 28, 1)).astype("float32")
+    >>> tuple(rnn(x).shape)
+    (2, 8)
+    >>> no_coupling = kr.initializers.WeaklyCoupledResidual("identity", coupling=0.0)
+    >>> np.allclose(ops.convert_to_numpy(no_coupling((4, 4))), np.eye(4))  # R^T = I
+    True
     """
 
     def __init__(self, residual="identity", coupling=0.1, base="orthogonal", seed=None):
@@ -36,14 +42,10 @@ class WeaklyCoupledResidual(keras.initializers.Initializer):
                 "Argument `residual` of WeaklyCoupledResidual must be a linear residual; "
                 f"received residual={residual!r}."
             )
-        if not np.isfinite(coupling) or coupling < 0:
-            raise ValueError(
-                f"Argument `coupling` must be finite and >= 0; received coupling={coupling!r}."
-            )
         self.residual = residual
-        self.coupling = float(coupling)
+        self.coupling = check.nonnegative_real("coupling", coupling)
         self.base = keras.initializers.get(base)
-        self.seed = seed
+        self.seed = check.seed("seed", seed)
 
     def __call__(self, shape, dtype=None):
         if len(shape) != 2 or shape[0] != shape[1]:
@@ -53,9 +55,7 @@ class WeaklyCoupledResidual(keras.initializers.Initializer):
             )
         residual = residuals_lib.get(self.residual)
         residual.build(int(shape[0]))
-        base = keras.initializers.deserialize(keras.initializers.serialize(self.base))
-        if self.seed is not None and hasattr(base, "seed"):
-            base.seed = self.seed
+        base = check.fresh_initializer(self.base, self.seed)
         w0 = keras.ops.convert_to_numpy(base(shape, dtype="float32"))
         kernel = residual.matrix().T + self.coupling * w0
         return keras.ops.convert_to_tensor(kernel, dtype=dtype or "float32")

@@ -52,3 +52,23 @@ def test_invalid_arguments():
         kr.initializers.WeaklyCoupledResidual(None, coupling=0.1)
     with pytest.raises(ValueError, match=r"square recurrent kernels; received shape=\(3, 4\)"):
         kr.initializers.WeaklyCoupledResidual("identity", coupling=0.1)((3, 4))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"coupling": "0.1"}, "coupling='0.1'"),
+        ({"coupling": [0.1]}, r"coupling=\[0.1\]"),
+        ({"coupling": float("nan")}, "coupling=nan"),
+        ({"seed": -1}, "seed=-1"),
+    ],
+)
+def test_wrong_kinds_of_arguments_name_the_argument(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        kr.initializers.WeaklyCoupledResidual(residuals.Identity(), **kwargs)
+
+
+def test_numpy_scalar_coupling_is_accepted():
+    init = kr.initializers.WeaklyCoupledResidual(residuals.Homogeneous(0.9), coupling=np.float32(0.1))
+    assert init.coupling == 0.1
+    assert keras.ops.convert_to_numpy(init((4, 4))).shape == (4, 4)

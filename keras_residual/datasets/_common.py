@@ -1,18 +1,15 @@
-"""Shared pieces of the data loaders: validation, the Keras cache, the probe.
+"""Shared pieces of the data loaders: the result type, the Keras cache, the probe.
 
 Nothing here is public except `Splits` and `DatasetUnavailableError`, which
-`keras_residual.datasets` re-exports.
+`keras_residual.datasets` re-exports. Arguments are checked by the rules of
+`keras_residual._validation`.
 """
 
 import hashlib
-import numbers
 import os
 import threading
 import urllib.error
 import urllib.request
-
-import keras
-import numpy as np
 
 #: Seconds the reachability probe may take before a host counts as offline.
 PROBE_TIMEOUT = 3.0
@@ -67,52 +64,6 @@ class Splits(tuple):
             f"Splits(source={self.source!r}{permuted}, "
             f"x_train={tuple(x_train.shape)}, x_test={tuple(x_test.shape)})"
         )
-
-
-# --------------------------------------------------------------------------
-# Argument validation: ValueError naming the argument, the value, what is allowed.
-
-
-def check_choice(name, value, allowed):
-    if not isinstance(value, str) or value not in allowed:
-        options = ", ".join(repr(a) for a in allowed)
-        raise ValueError(
-            f"`{name}` must be one of {options}. Received: {name}={value!r}"
-        )
-    return value
-
-
-def check_bool(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(
-            f"`{name}` must be True or False. Received: {name}={value!r}"
-        )
-    return bool(value)
-
-
-def check_int(name, value, minimum, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        allowed = f"an integer >= {minimum}" + (
-            " or None" if allow_none else ""
-        )
-        raise ValueError(
-            f"`{name}` must be {allowed}. Received: {name}={value!r}"
-        )
-    if value < minimum:
-        raise ValueError(
-            f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}"
-        )
-    return int(value)
-
-
-def check_data_format(data_format):
-    if data_format is None:
-        return keras.config.image_data_format()
-    return check_choice(
-        "data_format", data_format, ("channels_last", "channels_first")
-    )
 
 
 def say(verbose, message):

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from keras_residual.datasets import _common
+from keras_residual import _validation as check
 
 
 def adding_problem(n, length, seed=0):
@@ -39,9 +39,9 @@ def adding_problem(n, length, seed=0):
     model.fit(x_train, y_train, validation_data=(x_test, y_test))
     ```
     """
-    n = _common.check_int("n", n, minimum=1)
-    length = _common.check_int("length", length, minimum=2)
-    seed = _common.check_int("seed", seed, minimum=0, allow_none=True)
+    n = check.positive_int("n", n)
+    length = check.integer("length", length, minimum=2)
+    seed = check.seed("seed", seed)
     rng = np.random.default_rng(seed)
     values = rng.uniform(0.0, 1.0, size=(n, length)).astype("float32")
     half = length // 2

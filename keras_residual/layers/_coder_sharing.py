@@ -5,13 +5,14 @@ Used by `PNNHConvBlock` and `PNNHTransformerBlock`.
 
 import keras
 
+from keras_residual import _validation as check
 from keras_residual.layers.pnnh_coder import PNNHCoder
 
 
 def check_coder(coder, filters, strides=(1, 1), data_format=None):
     """Validate a coder passed to a block at construction (type, width, stride)."""
     if not isinstance(coder, PNNHCoder):
-        raise TypeError(
+        raise check.ArgumentTypeError(
             "Argument `coder` must be a `kr.layers.PNNHCoder` or None; "
             f"received coder={coder!r} of type {type(coder).__name__}."
         )

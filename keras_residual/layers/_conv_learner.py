@@ -13,23 +13,15 @@ where each block defines `connection` (the coder, ResNet's shortcut, or
 nothing), so the three blocks differ in the connection alone.
 """
 
-import numpy as np
-
 import keras
 from keras import constraints
 from keras import initializers
 from keras import ops
 from keras import regularizers
 
-from keras_residual.layers import _args as check
+from keras_residual import _validation as check
 
 BLOCK_TYPES = ("basic", "bottleneck")
-
-
-def _boolean(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"Argument `{name}` must be True or False; received {name}={value!r}.")
-    return bool(value)
 
 
 def output_spatial(size, stride):
@@ -153,16 +145,19 @@ class ConvBlock(keras.layers.Layer):
         super().__init__(**kwargs)
         self.filters = check.positive_int("filters", filters)
         self.block_type = check.one_of("block_type", block_type, BLOCK_TYPES)
-        self.strides = check.strides(strides)
+        self.strides = check.int_pair("strides", strides)
         self.expansion = check.positive_int("expansion", expansion)
         self.data_format = check.data_format(data_format)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.kernel_constraint = constraints.get(kernel_constraint)
-        self.batch_norm_momentum = check.rate("batch_norm_momentum", batch_norm_momentum)
-        self.batch_norm_epsilon = check.positive_float("batch_norm_epsilon", batch_norm_epsilon)
-        self.use_bias = _boolean("use_bias", use_bias)
-        self.stride_in_first_conv = _boolean("stride_in_first_conv", stride_in_first_conv)
+        self.batch_norm_momentum = check.real(
+            "batch_norm_momentum", batch_norm_momentum, minimum=0, maximum=1, max_open=True
+        )
+        self.batch_norm_epsilon = check.positive_real("batch_norm_epsilon", batch_norm_epsilon)
+        self.use_bias = check.boolean("use_bias", use_bias)
+        self.stride_in_first_conv = check.boolean("stride_in_first_conv", stride_in_first_conv)
+        self.input_channels = None
         self.learner = ConvLearner(
             self.filters,
             self.block_type,
@@ -202,9 +197,30 @@ class ConvBlock(keras.layers.Layer):
         return int(channels)
 
     def build(self, input_shape):
-        self._input_channels(input_shape)
+        self.input_channels = self._input_channels(input_shape)
         self.learner.build(input_shape)
         self.build_connection(input_shape)
+
+    def _inputs(self, inputs):
+        """The inputs, checked against the built block, in the compute dtype.
+
+        Integer and bool images are computed as floats, as `keras.layers.Dense`
+        computes integer inputs (`keras.layers.Conv2D` crashed on them on
+        tensorflow and torch).
+        """
+        inputs = check.floating(inputs, self.compute_dtype)
+        inputs = ops.cast(inputs, self.compute_dtype)  # a tensor, as Layer.__call__ gives
+        if not self.built:
+            self.build(tuple(inputs.shape))
+        shape = tuple(inputs.shape)
+        channels = check.static_dim(shape[self.channel_axis]) if len(shape) == 4 else None
+        if len(shape) != 4 or channels not in (None, self.input_channels):
+            raise ValueError(
+                f"{self.__class__.__name__} `{self.name}` was built for images of "
+                f"{self.input_channels} channels ({self.data_format}); received "
+                f"inputs of shape {shape}."
+            )
+        return inputs
 
     def build_connection(self, input_shape):
         pass
@@ -222,6 +238,12 @@ class ConvBlock(keras.layers.Layer):
         return ops.relu(z)
 
     def call(self, inputs, training=None):
+        inputs = self._inputs(inputs)
+        if check.empty_batch(inputs):
+            # As Keras layers: an empty output. (Tf's convolution returns an
+            # empty batch unchanged, and batch normalization would take the
+            # NaN mean of no sample into its moving statistics.)
+            return ops.zeros(self.compute_output_shape(inputs.shape), self.compute_dtype)
         return self._forward(inputs, training=training)
 
     def relu_pre_activations(self, inputs, training=False):
@@ -238,10 +260,17 @@ class ConvBlock(keras.layers.Layer):
         Returns:
             A dict, name -> pre-activation tensor, in the order of the forward
             pass.
+
+        Raises:
+            ValueError: for an empty batch (there is nothing to measure) or
+                inputs that do not fit the block.
         """
-        if not self.built:
-            self.build(tuple(inputs.shape))
-        inputs = ops.cast(inputs, self.compute_dtype)
+        inputs = self._inputs(inputs)
+        if check.empty_batch(inputs):
+            raise ValueError(
+                f"`relu_pre_activations` of `{self.name}` needs a non-empty batch; "
+                f"received inputs of shape {tuple(inputs.shape)}."
+            )
         collect = {}
         self._forward(inputs, training=training, collect=collect)
         return collect

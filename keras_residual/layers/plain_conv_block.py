@@ -36,7 +36,8 @@ class PlainConvBlock(ConvBlock):
             always strides its first 3x3.
 
     Call arguments:
-        inputs: images `(batch, H, W, C)` (or channels first).
+        inputs: images `(batch, H, W, C)` (or channels first); integer and
+            bool images are computed in the compute dtype.
         training: whether batch normalization uses batch statistics.
 
     Returns:

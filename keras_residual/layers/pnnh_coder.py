@@ -8,7 +8,7 @@ from keras import initializers
 from keras import ops
 from keras import regularizers
 
-from keras_residual.layers import _args as check
+from keras_residual import _validation as check
 
 
 @keras.saving.register_keras_serializable(package="keras_residual")
@@ -54,7 +54,9 @@ class PNNHCoder(keras.layers.Layer):
 
     Call arguments:
         inputs: images `(batch, H, W, C_in)` (or channels first), tokens
-            `(batch, T, C_in)` or vectors `(batch, C_in)`.
+            `(batch, T, C_in)` or vectors `(batch, C_in)`. Integer and bool
+            inputs are computed in the compute dtype, as by
+            `keras.layers.Dense`.
 
     Returns:
         `c(x)`: images `(batch, ceil(H / s), ceil(W / s), filters)`, tokens
@@ -63,13 +65,20 @@ class PNNHCoder(keras.layers.Layer):
     Example:
 
     >>> coder = kr.layers.PNNHCoder(16)
-    >>> history = coder.pretrain(steps=200, batch_size=128)
+    >>> losses = coder.pretrain(steps=50, batch_size=64, seed=0)
+    >>> len(losses), losses[-1] < losses[0]
+    (50, True)
     >>> blocks = [kr.layers.PNNHConvBlock(16, coder=coder) for _ in range(3)]
     >>> x = keras.Input((8, 8, 16))
     >>> y = x
     >>> for block in blocks:
     ...     y = block(y)
-    >>> model = keras.Model(x, y)  # the coder's 280 parameters count once
+    >>> model = keras.Model(x, y)
+    >>> coder.count_params()  # E: 16 -> 8, D: 8 -> 16
+    280
+    >>> own = blocks[0].count_params() - coder.count_params()  # a block's learner
+    >>> model.count_params() == 3 * own + 280  # the coder counts once
+    True
     """
 
     def __init__(
@@ -89,10 +98,12 @@ class PNNHCoder(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.filters = check.positive_int("filters", filters)
-        self.bottleneck_ratio = check.bottleneck_ratio(bottleneck_ratio)
-        self.strides = check.strides(strides)
+        self.bottleneck_ratio = check.real(
+            "bottleneck_ratio", bottleneck_ratio, minimum=0, maximum=1, min_open=True
+        )
+        self.strides = check.int_pair("strides", strides)
         self.data_format = check.data_format(data_format)
-        self.use_bias = bool(use_bias)
+        self.use_bias = check.boolean("use_bias", use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
@@ -107,7 +118,9 @@ class PNNHCoder(keras.layers.Layer):
             return 1
         return rank - 1
 
-    def build(self, input_shape):
+    def _check_rank(self, input_shape):
+        """The channels of inputs of this shape, after checking its rank and
+        that the stride has images to act on."""
         rank = len(input_shape)
         if rank not in (2, 3, 4):
             raise ValueError(
@@ -120,7 +133,31 @@ class PNNHCoder(keras.layers.Layer):
                 f"Argument `strides` must be 1 for token inputs; received "
                 f"strides={self.strides} with input_shape={tuple(input_shape)}."
             )
-        channels = input_shape[self._channel_axis(rank)]
+        return input_shape[self._channel_axis(rank)]
+
+    def _inputs(self, x):
+        """`x` in the coder's compute dtype.
+
+        Integer and bool inputs are cast as `keras.layers.Dense` computes
+        them; floating inputs get the cast `Layer.__call__` gives them, so
+        `encode`, `decode` and `relu_pre_activations` (called directly)
+        compute as `call` does.
+        """
+        x = check.floating(x, self.compute_dtype)
+        x = ops.cast(x, self.compute_dtype)  # a tensor, as Layer.__call__ gives
+        return x
+
+    def _check_channels(self, x, channels, expected):
+        """Refuse `x` unless its channel dimension is `channels`."""
+        got = check.static_dim(x.shape[self._channel_axis(len(x.shape))])
+        if got is not None and got != channels:
+            raise ValueError(
+                f"{self.__class__.__name__} `{self.name}` {expected}; received "
+                f"inputs of shape {tuple(x.shape)} ({self.data_format})."
+            )
+
+    def build(self, input_shape):
+        channels = self._check_rank(input_shape)
         if channels is None:
             raise ValueError(
                 f"The channel dimension of the inputs of `{self.name}` must be "
@@ -162,9 +199,19 @@ class PNNHCoder(keras.layers.Layer):
 
     def _pointwise(self, x, kernel, bias, strides):
         """A 1x1 convolution (images) or a dense map (tokens, vectors)."""
-        kernel = ops.cast(kernel, x.dtype)
         rank = len(x.shape)
         channels_first = rank == 4 and self.data_format == "channels_first"
+        if check.empty_batch(x):
+            # As keras.layers.Dense: an empty batch gives an empty output (tf's
+            # convolution mishandles one).
+            shape = list(x.shape)
+            shape[self._channel_axis(rank)] = int(kernel.shape[1])
+            if rank == 4:
+                spatial = (2, 3) if channels_first else (1, 2)
+                for i, s in zip(spatial, strides):
+                    shape[i] = -(-shape[i] // s)
+            return ops.zeros(tuple(shape), x.dtype)
+        kernel = ops.cast(kernel, x.dtype)
         if channels_first:
             y = ops.conv(
                 x,
@@ -186,10 +233,28 @@ class PNNHCoder(keras.layers.Layer):
 
     def encode(self, inputs):
         """E(x): the pre-activation of the coder's ReLU (strided for images)."""
+        inputs = self._inputs(inputs)
+        if not self.built:
+            self.build(tuple(inputs.shape))
+        self._check_rank(inputs.shape)
+        self._check_channels(
+            inputs, self.input_channels, f"was built for {self.input_channels} input channels"
+        )
         return self._pointwise(inputs, self.encoder_kernel, self.encoder_bias, self.strides)
 
     def decode(self, hidden):
         """D(h): the coder's output from its (rectified) code."""
+        hidden = self._inputs(hidden)
+        if len(hidden.shape) not in (2, 3, 4):
+            raise ValueError(
+                f"{self.__class__.__name__} `{self.name}` decodes codes of rank 2, 3 "
+                f"or 4; received a code of shape {tuple(hidden.shape)}."
+            )
+        self._check_channels(
+            hidden,
+            self.bottleneck_filters,
+            f"decodes codes of {self.bottleneck_filters} channels (its bottleneck)",
+        )
         return self._pointwise(hidden, self.decoder_kernel, self.decoder_bias, (1, 1))
 
     def call(self, inputs):
@@ -204,7 +269,16 @@ class PNNHCoder(keras.layers.Layer):
 
         Returns:
             `{"coder_relu": E(x)}`.
+
+        Raises:
+            ValueError: for an empty batch (there is nothing to measure).
         """
+        inputs = self._inputs(inputs)
+        if check.empty_batch(inputs):
+            raise ValueError(
+                f"`relu_pre_activations` of `{self.name}` needs a non-empty batch; "
+                f"received inputs of shape {tuple(inputs.shape)}."
+            )
         return {"coder_relu": self.encode(inputs)}
 
     def compute_output_shape(self, input_shape):
@@ -255,7 +329,9 @@ class PNNHCoder(keras.layers.Layer):
         """
         steps = check.positive_int("steps", steps)
         batch_size = check.positive_int("batch_size", batch_size)
-        learning_rate = check.positive_float("learning_rate", learning_rate)
+        learning_rate = check.positive_real("learning_rate", learning_rate)
+        trainable_after = check.boolean("trainable_after", trainable_after)
+        seed = check.seed("seed", seed)
         if self.built and self.input_channels != self.filters:
             raise ValueError(
                 f"`pretrain` reconstructs the coder's input, so it needs "
@@ -273,7 +349,7 @@ class PNNHCoder(keras.layers.Layer):
             u = np.maximum(rng.standard_normal((batch_size, self.filters)), 0.0).astype("float32")
             loss = model.train_on_batch(u, u)
             history.append(float(np.asarray(loss).reshape(-1)[0]))
-        self.trainable = bool(trainable_after)
+        self.trainable = trainable_after
         return history
 
     def get_config(self):

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_residual.layers import _args as check
+from keras_residual import _validation as check
 from keras_residual.layers._coder_sharing import build_coder
 from keras_residual.layers._coder_sharing import check_coder
 from keras_residual.layers._coder_sharing import coder_from_config
@@ -54,7 +54,8 @@ class PNNHConvBlock(ConvBlock):
             always strides its first 3x3.
 
     Call arguments:
-        inputs: images `(batch, H, W, C)` (or channels first).
+        inputs: images `(batch, H, W, C)` (or channels first); integer and
+            bool images are computed in the compute dtype.
         training: whether batch normalization uses batch statistics.
 
     Returns:
@@ -64,7 +65,7 @@ class PNNHConvBlock(ConvBlock):
     Example:
 
     >>> coder = kr.layers.PNNHCoder(16)          # one coder for the stage
-    >>> _ = coder.pretrain(steps=200)            # optional: relu(N(0,1)) task
+    >>> _ = coder.pretrain(steps=50, seed=0)     # optional: relu(N(0,1)) task
     >>> x = keras.Input((8, 8, 16))
     >>> y = kr.layers.PNNHConvBlock(16, coder=coder)(x)
     >>> y = kr.layers.PNNHConvBlock(16, coder=coder)(y)
@@ -107,7 +108,9 @@ class PNNHConvBlock(ConvBlock):
             stride_in_first_conv=stride_in_first_conv,
             **kwargs,
         )
-        self.bottleneck_ratio = check.bottleneck_ratio(bottleneck_ratio)
+        self.bottleneck_ratio = check.real(
+            "bottleneck_ratio", bottleneck_ratio, minimum=0, maximum=1, min_open=True
+        )
         if coder is None:
             coder = PNNHCoder(
                 self.output_filters,

@@ -6,7 +6,7 @@ from keras import initializers
 from keras import ops
 
 from keras_residual import _activations
-from keras_residual.layers import _args as check
+from keras_residual import _validation as check
 from keras_residual.layers._coder_sharing import build_coder
 from keras_residual.layers._coder_sharing import check_coder
 from keras_residual.layers._coder_sharing import coder_from_config
@@ -60,7 +60,8 @@ class PNNHTransformerBlock(keras.layers.Layer):
         kernel_initializer: of the attention and MLP kernels.
 
     Call arguments:
-        inputs: tokens `(batch, tokens, hidden_dim)`.
+        inputs: tokens `(batch, tokens, hidden_dim)`; integer and bool tokens
+            are computed in the compute dtype.
         attention_mask: optional mask for `MultiHeadAttention`.
         training: whether dropout is active.
 
@@ -110,8 +111,10 @@ class PNNHTransformerBlock(keras.layers.Layer):
         )
         self.dropout = check.rate("dropout", dropout)
         self.attention_dropout = check.rate("attention_dropout", attention_dropout)
-        self.layer_norm_epsilon = check.positive_float("layer_norm_epsilon", layer_norm_epsilon)
-        self.bottleneck_ratio = check.bottleneck_ratio(bottleneck_ratio)
+        self.layer_norm_epsilon = check.positive_real("layer_norm_epsilon", layer_norm_epsilon)
+        self.bottleneck_ratio = check.real(
+            "bottleneck_ratio", bottleneck_ratio, minimum=0, maximum=1, min_open=True
+        )
         self.activation = activations.get(activation)
         self.kernel_initializer = initializers.get(kernel_initializer)
 
@@ -174,13 +177,25 @@ class PNNHTransformerBlock(keras.layers.Layer):
             )
         self.coder = coder
 
-    def build(self, input_shape):
-        if len(input_shape) != 3 or input_shape[-1] != self.hidden_dim:
+    def _check_shape(self, input_shape, allowed_widths):
+        width = check.static_dim(input_shape[-1]) if len(input_shape) == 3 else None
+        if len(input_shape) != 3 or width not in allowed_widths:
             raise ValueError(
                 f"{self.__class__.__name__} `{self.name}` takes tokens of shape "
                 f"(batch, tokens, hidden_dim={self.hidden_dim}); received "
                 f"input_shape={tuple(input_shape)}."
             )
+
+    def _inputs(self, inputs):
+        """The tokens, checked, in the compute dtype (integer and bool tokens are
+        computed as floats, as `keras.layers.Dense` computes them)."""
+        inputs = check.floating(inputs, self.compute_dtype)
+        inputs = ops.cast(inputs, self.compute_dtype)  # a tensor, as Layer.__call__ gives
+        self._check_shape(tuple(inputs.shape), (None, self.hidden_dim))
+        return inputs
+
+    def build(self, input_shape):
+        self._check_shape(input_shape, (self.hidden_dim,))
         shape = tuple(input_shape)
         self.attention_norm.build(shape)
         self.attention.build(shape, shape)
@@ -218,6 +233,7 @@ class PNNHTransformerBlock(keras.layers.Layer):
         return self._connect(self.mlp_connection, x, y, collect, "mlp")
 
     def call(self, inputs, attention_mask=None, training=None):
+        inputs = self._inputs(inputs)
         return self._forward(inputs, attention_mask=attention_mask, training=training)
 
     def relu_pre_activations(self, inputs, training=False):
@@ -234,10 +250,19 @@ class PNNHTransformerBlock(keras.layers.Layer):
         Returns:
             A dict, name -> pre-activation tensor (empty when the block has
             no ReLU).
+
+        Raises:
+            ValueError: for an empty batch (there is nothing to measure) or
+                tokens of another shape than the block's.
         """
+        inputs = self._inputs(inputs)
+        if check.empty_batch(inputs):
+            raise ValueError(
+                f"`relu_pre_activations` of `{self.name}` needs a non-empty batch; "
+                f"received inputs of shape {tuple(inputs.shape)}."
+            )
         if not self.built:
             self.build(tuple(inputs.shape))
-        inputs = ops.cast(inputs, self.compute_dtype)
         collect = {}
         self._forward(inputs, training=training, collect=collect)
         return collect

@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_residual.layers import _args as check
+from keras_residual import _validation as check
 from keras_residual.layers._conv_learner import ConvBlock
 
 
@@ -36,7 +36,8 @@ class ResidualConvBlock(ConvBlock):
             always strides its first 3x3.
 
     Call arguments:
-        inputs: images `(batch, H, W, C)` (or channels first).
+        inputs: images `(batch, H, W, C)` (or channels first); integer and
+            bool images are computed in the compute dtype.
         training: whether batch normalization uses batch statistics.
 
     Returns:

@@ -217,3 +217,40 @@ def test_aliases_fix_the_connection():
             alias = getattr(kr.applications, f"{prefix}ResNet{depth}")
             assert alias.__name__ == f"{prefix}ResNet{depth}"
             assert alias.__module__ == cifar_resnet.__name__
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_integer_input_tensor_and_numpy_scalars():
+    # An integer `input_tensor` crashed the first convolution on tensorflow
+    # and torch (as it does keras.applications.ResNet50's). NumPy scalars are
+    # numbers.
+    model = kr.applications.PNNHResNet20(
+        include_top=np.bool_(True),
+        input_tensor=keras.Input((32, 32, 3), dtype="uint8"),
+        input_shape=(np.int64(32), np.int32(32), np.int64(3)),
+        classes=np.int64(3),
+    )
+    assert model.output_shape == (None, 3)
+    assert model.layers[1].name == "image_to_float"
+    twin = _model("pnnh")  # the same network with the default float32 input
+    model.set_weights(twin.get_weights())
+    images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype("uint8")
+    y = model(images, training=False)
+    assert keras.backend.standardize_dtype(y.dtype) == "float32"
+    np.testing.assert_allclose(
+        _np(y), _np(twin(images.astype("float32"), training=False)), atol=1e-6
+    )
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_uint8_batch_is_computed_as_float32_and_nan_propagates():
+    # As keras.applications.ResNet50: a uint8 batch enters the float32 input.
+    model = _model("pnnh")
+    images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype("uint8")
+    floats = images.astype("float32")
+    np.testing.assert_allclose(
+        _np(model(images, training=False)), _np(model(floats, training=False)), atol=1e-6
+    )
+    floats[0, 0, 0, 0] = np.nan
+    y = _np(model(floats, training=False))
+    assert np.isnan(y[0]).all() and np.isfinite(y[1]).all()

@@ -15,7 +15,7 @@ def _data(n=8, size=32, classes=10, seed=0):
 
 def test_trains_behind_rand_augment_and_mix_up_in_tf_data():
     # Keras' augmentation layers run in a tf.data pipeline under every backend.
-    tf = pytest.importorskip("tensorflow", reason="tf.data needs tensorflow")
+    import tensorflow as tf  # tf.data needs tensorflow (installed by the `all` extra)
     images, labels = _data()
     rand_augment = keras.layers.RandAugment(value_range=(0, 1), seed=0)
     mix_up = keras.layers.MixUp(alpha=0.4, seed=0)
@@ -43,14 +43,12 @@ def test_trains_behind_rand_augment_and_mix_up_in_tf_data():
     assert np.isfinite(history.history["loss"][0])
 
 
-@pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow",
+@pytest.mark.only_backend(
+    "tensorflow",
     reason="keras-cv's augmentation layers run in a tf.data pipeline on the tensorflow backend",
 )
 def test_trains_behind_keras_cv_in_tf_data():
-    keras_cv = pytest.importorskip(
-        "keras_cv", reason="keras-cv is not installed (pip install 'keras-residual[cv]')"
-    )
+    import keras_cv  # pip install 'keras-residual[cv]' (the `all` extra installs it)
     import tensorflow as tf
 
     images, labels = _data()

@@ -104,8 +104,8 @@ def test_residual_resnet50_is_keras_resnet50():
     )
 
 
-@pytest.mark.skipif(
-    keras.backend.backend() != "jax",
+@pytest.mark.only_backend(
+    "jax",
     reason="parameter counts do not depend on the backend and building ResNet101/152 "
     "twice is slow: checked in the jax pass only, where it is cheapest (the ResNet50 "
     "parity test has compiled the initializers of these shapes)",
@@ -327,3 +327,39 @@ def test_aliases_fix_the_connection():
             assert f"ResNet{depth}" in alias.__doc__
     with pytest.raises(ValueError, match="weights='imagenet'"):
         kr.applications.PNNHResNet152(weights="imagenet")
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"include_top": 1}, "include_top"),  # booleans are True/False only, as in the ViTs
+        ({"include_top": 0}, "include_top"),
+        ({"classes": "3"}, "classes"),
+        ({"classes": True}, "classes"),
+        ({"classes": 3.0}, "classes"),
+        ({"input_shape": (32.5, 32, 3)}, "input_shape"),  # was truncated to 32
+        ({"input_shape": ("32", 32, 3)}, "input_shape"),
+        ({"input_shape": (32, 32, True)}, "input_shape"),
+        ({"input_shape": "32x32x3"}, "input_shape"),
+        ({"name": 3}, "name"),
+        ({"weights": 3}, "weights"),
+    ],
+)
+def test_arguments_of_the_wrong_kind(kwargs, name):
+    with pytest.raises(TypeError, match=f"`{name}`.*{name}=") as info:
+        kr.applications.ResNet18(**{"input_shape": SHAPE, **kwargs})
+    assert isinstance(info.value, ValueError)  # either `except` catches it
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"pooling": 1}, "pooling=1"),
+        ({"connection": 0}, "connection=0"),
+        ({"coder_sharing": None}, "coder_sharing=None"),
+        ({"input_shape": (32, 32, 0)}, r"input_shape=\(32, 32, 0\)"),
+    ],
+)
+def test_arguments_of_the_wrong_value(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        kr.applications.ResNet18(**{"input_shape": SHAPE, **kwargs})

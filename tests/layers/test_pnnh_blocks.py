@@ -244,3 +244,110 @@ def test_backends_agree():
         }
     """
     assert_backends_agree(snippet, _images((2, 6, 6, 4)), atol=1e-4)
+
+
+# --- call-time inputs and argument kinds ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def built_blocks():
+    """One built block of each class (4 -> 6 channels, stride 2), reused by the cases.
+
+    The shapes of `test_output_shapes[stride2_widen]`, whose operations jax has compiled.
+    """
+    keras.utils.set_random_seed(0)
+    blocks = {cls.__name__: cls(6, strides=2) for cls in BLOCKS}
+    for block in blocks.values():
+        block(_images((2, 8, 8, 4)))
+    return blocks
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.parametrize("dtype", ["int32", "bool", "float64"])  # uint8: test_cifar_resnet
+@pytest.mark.parametrize("name", [cls.__name__ for cls in BLOCKS])
+def test_integer_and_bool_images_are_computed_as_floats(built_blocks, name, dtype):
+    # As keras.layers.Conv2D on jax (and Dense everywhere): in the compute dtype.
+    block = built_blocks[name]
+    x = (np.arange(2 * 8 * 8 * 4).reshape(2, 8, 8, 4) % (2 if dtype == "bool" else 3)).astype(dtype)
+    reference = x.astype("float32")
+    y = block(x, training=False)
+    assert keras.backend.standardize_dtype(y.dtype) == "float32"
+    np.testing.assert_allclose(_np(y), _np(block(reference, training=False)), atol=1e-6)
+    pre = block.relu_pre_activations(x)
+    for key, value in block.relu_pre_activations(reference).items():
+        assert keras.backend.standardize_dtype(pre[key].dtype) == "float32"
+        np.testing.assert_allclose(_np(pre[key]), _np(value), atol=1e-6, err_msg=key)
+
+
+@pytest.mark.parametrize("name", [cls.__name__ for cls in BLOCKS])
+def test_nan_propagates_and_an_empty_batch_is_accepted(built_blocks, name):
+    block = built_blocks[name]
+    x = _images((2, 8, 8, 4))
+    x[0, 0, 0, 0] = np.nan
+    y = _np(block(x, training=False))
+    assert np.isnan(y[0]).any() and np.isfinite(y[1]).all()
+    # As Keras layers: an empty batch gives an empty output (tf's convolution
+    # returned its input unchanged), and leaves batch statistics alone (an
+    # empty batch's mean is NaN).
+    stats = [_np(w).copy() for w in block.non_trainable_weights]
+    for training in (False, True):
+        empty = block(np.zeros((0, 8, 8, 4), "float32"), training=training)
+        assert tuple(empty.shape) == (0, 4, 4, 6)
+    for before, w in zip(stats, block.non_trainable_weights):
+        np.testing.assert_array_equal(_np(w), before)
+    with pytest.raises(ValueError, match=r"non-empty.*\(0, 8, 8, 4\)"):
+        block.relu_pre_activations(np.zeros((0, 8, 8, 4), "float32"))
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8, 6), (2, 8, 8), (2, 8, 8, 4, 4)])
+def test_inputs_that_do_not_fit_a_built_block(built_blocks, shape):
+    for block in built_blocks.values():
+        for apply in (block, block.relu_pre_activations):
+            with pytest.raises(ValueError, match=r"\(2, 8, 8"):
+                apply(np.zeros(shape, "float32"))
+
+
+@pytest.mark.parametrize("cls", BLOCKS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"filters": 4.0}, "filters"),
+        ({"filters": "4"}, "filters"),
+        ({"filters": True}, "filters"),
+        ({"strides": 1.5}, "strides"),
+        ({"strides": [2, 2.0]}, "strides"),
+        ({"expansion": True}, "expansion"),
+        ({"block_type": 1}, "block_type"),
+        ({"batch_norm_momentum": "0.9"}, "batch_norm_momentum"),
+        ({"batch_norm_epsilon": True}, "batch_norm_epsilon"),
+        ({"use_bias": 1}, "use_bias"),
+    ],
+)
+def test_arguments_of_the_wrong_kind(cls, kwargs, name):
+    with pytest.raises(ValueError, match=f"`{name}`.*{name}="):
+        cls(**{"filters": 4, **kwargs})
+    if name != "block_type":  # a wrong kind, not a wrong value: a TypeError too
+        with pytest.raises(TypeError):
+            cls(**{"filters": 4, **kwargs})
+
+
+@pytest.mark.parametrize("ratio", ["0.5", True, [0.5]])
+def test_bottleneck_ratio_of_the_wrong_kind(ratio):
+    with pytest.raises(TypeError, match="bottleneck_ratio"):
+        kr.layers.PNNHConvBlock(4, bottleneck_ratio=ratio)
+
+
+@pytest.mark.parametrize("cls", BLOCKS, ids=lambda c: c.__name__)
+def test_numpy_scalars_are_accepted(cls):
+    kwargs = dict(
+        strides=np.int64(2),
+        expansion=np.int32(2),
+        batch_norm_momentum=np.float32(0.5),
+        batch_norm_epsilon=np.float64(1e-3),
+        use_bias=np.bool_(True),
+    )
+    if cls is kr.layers.PNNHConvBlock:
+        kwargs["bottleneck_ratio"] = np.float32(0.25)
+    config = cls(np.int64(4), **kwargs).get_config()
+    assert type(config["filters"]) is int and config["strides"] == (2, 2)
+    assert type(config["batch_norm_momentum"]) is float and config["use_bias"] is True

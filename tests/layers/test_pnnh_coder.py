@@ -8,6 +8,10 @@ import keras_residual as kr
 from tests.helpers import check_layer
 
 
+def _np(x):
+    return keras.ops.convert_to_numpy(x)
+
+
 def _numpy_coder(coder, x, channels_first=False):
     we, wd, be, bd = (keras.ops.convert_to_numpy(w) for w in (
         coder.encoder_kernel, coder.decoder_kernel, coder.encoder_bias, coder.decoder_bias))
@@ -63,7 +67,8 @@ def test_pretraining_lowers_reconstruction_loss():
     first, last = np.mean(history[:10]), np.mean(history[-10:])
     # A zero-output coder scores E[relu(z)^2] = 0.5; predicting the mean 0.34.
     assert last < 0.5 * first and last < 0.34, (first, last)
-    # It now carries the positive mean of its input, as DESIGN section 4 says.
+    # It now carries the positive mean of its input (PNNHCoder's docstring,
+    # "Pre-training").
     u = np.maximum(np.random.default_rng(2).standard_normal((4096, 8)), 0).astype("float32")
     out = keras.ops.convert_to_numpy(coder(u))
     assert abs(out.mean() - u.mean()) < 0.1
@@ -103,3 +108,137 @@ def test_invalid_inputs_at_build():
         kr.layers.PNNHCoder(4)(np.zeros((1, 2, 2, 2, 4), "float32"))
     with pytest.raises(ValueError, match="steps=0"):
         kr.layers.PNNHCoder(4).pretrain(steps=0)
+
+
+# --- call-time inputs and argument kinds ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def coders():
+    """Built coders (images, channels first with stride 2, tokens), reused by the cases.
+
+    The shapes of `test_coder_matches_numpy`, whose operations jax has compiled.
+    """
+    keras.utils.set_random_seed(0)
+    layouts = {
+        "images": (kr.layers.PNNHCoder(12), (2, 8, 8, 6)),
+        "channels_first": (
+            kr.layers.PNNHCoder(12, strides=2, data_format="channels_first"),
+            (2, 6, 8, 8),
+        ),
+        "tokens": (kr.layers.PNNHCoder(12), (2, 5, 6)),
+    }
+    for coder, shape in layouts.values():
+        coder.build(shape)
+    return layouts
+
+
+def _counts(shape, dtype):
+    # Small integers: exact in every dtype, bool included (0 and 1).
+    top = 2 if dtype == "bool" else 3
+    return (np.arange(np.prod(shape)).reshape(shape) % top).astype(dtype)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.parametrize("dtype", ["int32", "uint8", "bool", "float16", "float64"])
+@pytest.mark.parametrize("layout", ["images", "channels_first", "tokens"])
+def test_inputs_are_computed_in_the_compute_dtype(coders, layout, dtype):
+    # As keras.layers.Dense: integer and bool inputs are computed as floats,
+    # in call and in the methods that bypass Layer.__call__ as well.
+    coder, shape = coders[layout]
+    x = _counts(shape, dtype)
+    reference = x.astype("float32")
+    for method in ("call", "encode", "relu"):
+        apply = {
+            "call": coder,
+            "encode": coder.encode,
+            "relu": lambda v: coder.relu_pre_activations(v)["coder_relu"],
+        }[method]
+        y = apply(x)
+        assert keras.backend.standardize_dtype(y.dtype) == "float32", (method, y.dtype)
+        np.testing.assert_allclose(_np(y), _np(apply(reference)), atol=1e-6, err_msg=method)
+    code = _counts(tuple(coder.encode(reference).shape), dtype)
+    decoded = coder.decode(code)
+    assert keras.backend.standardize_dtype(decoded.dtype) == "float32"
+    np.testing.assert_allclose(_np(decoded), _np(coder.decode(code.astype("float32"))), atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", ["images", "channels_first", "tokens"])
+def test_nan_propagates_and_empty_batch_gives_an_empty_output(coders, layout):
+    coder, shape = coders[layout]
+    x = np.ones(shape, "float32")
+    x[0] = np.nan
+    y = _np(coder(x))
+    assert np.isnan(y[0]).all() and np.isfinite(y[1]).all()
+    # Keras layers (Dense) accept an empty batch; tf's convolution mishandles one.
+    empty = coder(np.zeros((0,) + shape[1:], "float32"))
+    assert tuple(empty.shape) == (0,) + coder.compute_output_shape(shape)[1:]
+
+
+@pytest.mark.parametrize(
+    "shape, match",
+    [
+        ((2, 8, 8, 5), r"6 input channels.*\(2, 8, 8, 5\)"),
+        ((2, 5, 8), r"6 input channels.*\(2, 5, 8\)"),
+        ((2, 2, 8, 8, 6), r"rank.*\(2, 2, 8, 8, 6\)"),
+    ],
+)
+def test_inputs_that_do_not_fit_the_built_coder(coders, shape, match):
+    coder, _ = coders["images"]
+    with pytest.raises(ValueError, match=match):
+        coder(np.zeros(shape, "float32"))
+    strided, _ = coders["channels_first"]
+    with pytest.raises(ValueError, match=r"strides.*\(2, 5, 6\)"):
+        strided(np.zeros((2, 5, 6), "float32"))  # its stride needs images
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"filters": 8.0}, "filters"),
+        ({"filters": "8"}, "filters"),
+        ({"filters": [8]}, "filters"),
+        ({"filters": True}, "filters"),
+        ({"bottleneck_ratio": "0.5"}, "bottleneck_ratio"),
+        ({"bottleneck_ratio": True}, "bottleneck_ratio"),
+        ({"strides": 2.0}, "strides"),
+        ({"strides": (2, "2")}, "strides"),
+        ({"use_bias": "no"}, "use_bias"),
+        ({"use_bias": 0}, "use_bias"),
+    ],
+)
+def test_arguments_of_the_wrong_kind(kwargs, name):
+    args = {"filters": 8, **kwargs}
+    with pytest.raises(TypeError, match=f"`{name}`.*{name}=") as info:
+        kr.layers.PNNHCoder(**args)
+    assert isinstance(info.value, ValueError)  # either `except` catches it
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"steps": 2.0}, "steps"),
+        ({"batch_size": "8"}, "batch_size"),
+        ({"learning_rate": "0.01"}, "learning_rate"),
+        ({"trainable_after": "no"}, "trainable_after"),
+        ({"seed": 1.5}, "seed"),
+        ({"seed": -1}, "seed"),
+    ],
+)
+def test_pretrain_arguments(kwargs, name):
+    with pytest.raises(ValueError, match=f"`{name}`.*{name}="):
+        kr.layers.PNNHCoder(4).pretrain(**{"steps": 1, "batch_size": 4, **kwargs})
+
+
+def test_numpy_scalars_are_accepted_and_stored_as_python_numbers():
+    coder = kr.layers.PNNHCoder(
+        np.int64(8), bottleneck_ratio=np.float32(0.25), strides=np.int32(2), use_bias=np.bool_(True)
+    )
+    config = coder.get_config()
+    assert (config["filters"], config["strides"], config["use_bias"]) == (8, (2, 2), True)
+    assert type(config["filters"]) is int and type(config["bottleneck_ratio"]) is float
+    assert coder.bottleneck_filters == 2
+    history = kr.layers.PNNHCoder(4).pretrain(
+        steps=np.int64(1), batch_size=np.int32(4), learning_rate=np.float32(0.01), seed=np.int64(0)
+    )
+    assert len(history) == 1

@@ -1,5 +1,7 @@
 """PNNHTransformerBlock: pre-LN ViT block with residual, plain or PNNH connections."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -128,3 +130,84 @@ def test_invalid_inputs_at_build():
     coder(_tokens((1, 2, 6)))  # built for 6 input channels
     with pytest.raises(ValueError, match="built for 6 input channels"):
         kr.layers.PNNHTransformerBlock(2, 8, 16, coder=coder)(_tokens())
+
+
+# --- call-time inputs and argument kinds ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def both_pnnh():
+    """A built block with both paths through the coder and a ReLU MLP, reused by the cases."""
+    keras.utils.set_random_seed(0)
+    block = kr.layers.PNNHTransformerBlock(
+        2, 8, 16, attention_connection="pnnh", activation="relu"
+    )
+    block(_tokens())
+    return block
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.parametrize("dtype", ["int32", "uint8", "bool", "float16", "float64"])
+def test_integer_and_bool_tokens_are_computed_as_floats(both_pnnh, dtype):
+    # Was wrong on jax and torch (the residual added integer tokens) and
+    # crashed on tensorflow.
+    tokens = (np.arange(2 * 5 * 8).reshape(2, 5, 8) % (2 if dtype == "bool" else 3)).astype(dtype)
+    reference = tokens.astype("float32")
+    y = both_pnnh(tokens)
+    assert keras.backend.standardize_dtype(y.dtype) == "float32"
+    np.testing.assert_allclose(_np(y), _np(both_pnnh(reference)), atol=1e-5)
+    pre = both_pnnh.relu_pre_activations(tokens)
+    for key, value in both_pnnh.relu_pre_activations(reference).items():
+        assert keras.backend.standardize_dtype(pre[key].dtype) == "float32"
+        np.testing.assert_allclose(_np(pre[key]), _np(value), atol=1e-5, err_msg=key)
+
+
+def test_nan_propagates_and_empty_batch(both_pnnh):
+    x = _tokens()
+    x[0, 0, 0] = np.nan
+    y = _np(both_pnnh(x))
+    assert np.isnan(y[0]).any() and np.isfinite(y[1]).all()
+    assert tuple(both_pnnh(np.zeros((0, 5, 8), "float32")).shape) == (0, 5, 8)
+    with pytest.raises(ValueError, match=r"non-empty.*\(0, 5, 8\)"):
+        both_pnnh.relu_pre_activations(np.zeros((0, 5, 8), "float32"))
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 6), (2, 8), (2, 1, 5, 8)])
+def test_tokens_that_do_not_fit_the_built_block(both_pnnh, shape):
+    for apply in (both_pnnh, both_pnnh.relu_pre_activations):
+        with pytest.raises(ValueError, match=r"hidden_dim=8.*" + re.escape(str(shape))):
+            apply(np.zeros(shape, "float32"))
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"num_heads": 2.0}, "num_heads"),
+        ({"hidden_dim": "8"}, "hidden_dim"),
+        ({"mlp_dim": True}, "mlp_dim"),
+        ({"dropout": "0.1"}, "dropout"),
+        ({"attention_dropout": True}, "attention_dropout"),
+        ({"layer_norm_epsilon": [1e-6]}, "layer_norm_epsilon"),
+        ({"bottleneck_ratio": "0.5"}, "bottleneck_ratio"),
+    ],
+)
+def test_arguments_of_the_wrong_kind(kwargs, name):
+    args = {"num_heads": 2, "hidden_dim": 8, "mlp_dim": 16, **kwargs}
+    with pytest.raises(TypeError, match=f"`{name}`.*{name}=") as info:
+        kr.layers.PNNHTransformerBlock(**args)
+    assert isinstance(info.value, ValueError)
+
+
+def test_numpy_scalars_are_accepted():
+    block = kr.layers.PNNHTransformerBlock(
+        np.int64(2),
+        np.int32(8),
+        np.int64(16),
+        dropout=np.float32(0.25),
+        attention_dropout=np.float64(0.5),
+        layer_norm_epsilon=np.float32(1e-3),
+        bottleneck_ratio=np.float32(0.5),
+    )
+    config = block.get_config()
+    assert (config["num_heads"], config["hidden_dim"], config["dropout"]) == (2, 8, 0.25)
+    assert type(config["mlp_dim"]) is int and type(config["attention_dropout"]) is float
