@@ -19,6 +19,23 @@ swap), never as a dense matmul. A residual is configured at construction and
 gets its parameters when a layer builds it (`build(units, layer)`): they
 become weights of that layer (`residual_*`, non-trainable unless the layer
 asks otherwise), so they are saved with the model.
+
+What the step, its tangent and its backward pass need of a residual is its
+*form* (`residual.form(dtype)`): one small object per kind of map — `Zero`
+(no residual), `IdentityForm`, `DiagonalForm` (d), `RotationForm` (a, b on
+unit pairs), `DenseForm` (R^T) and `NonlinearForm` (a linear form after phi)
+— with the parameters read once, and
+
+    apply(h)               rho(h) for row states h (batch, N)
+    apply_transpose(g, h)  g @ J_rho(h), the vector-Jacobian product
+    apply_columns(Q, h)    J_rho(h) Q for columns Q (batch, N, k)
+    matrix(units)          R, (N, N), for a linear form
+    tensors / replace(ts)  its parameters, and the same form on other tensors
+                           (to cross a compiled function's boundary)
+
+The WCRNN cell, the fused kernels and the Lyapunov code take a form and
+never branch on the residual's class: a new kind of residual is a new
+`Residual` with a new form, here.
 """
 
 import math
@@ -29,48 +46,25 @@ from keras import ops
 
 from keras_residual import _activations
 from keras_residual import _ops
+from keras_residual import _validation as check
 
 _PACKAGE = "keras_residual"
-
-
-def _check_nonnegative_finite(name, value):
-    values = np.asarray(value, dtype="float64")
-    if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values < 0):
-        raise ValueError(
-            f"Argument `{name}` must be finite and >= 0; received {name}={value!r}."
-        )
-
-
-def _check_finite(name, value):
-    values = np.asarray(value, dtype="float64")
-    if values.size == 0 or not np.all(np.isfinite(values)):
-        raise ValueError(f"Argument `{name}` must be finite; received {name}={value!r}.")
-
-
-def _check_range(name, value, nonnegative=False):
-    if value is None:
-        return None
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"Argument `{name}` must be a pair (low, high); received {name}={value!r}."
-        ) from None
-    check = _check_nonnegative_finite if nonnegative else _check_finite
-    check(name, (lo, hi))
-    if lo > hi:
-        raise ValueError(
-            f"Argument `{name}` must be ordered, low <= high; received {name}={value!r}."
-        )
-    return (lo, hi)
 
 
 class Residual:
     """Base class of residual maps.
 
     Subclasses define `_initial_values(units)` (NumPy arrays of their
-    parameters), `apply(h)`, and, when linear, `_matrix_tensor()` and
-    `linear_form()`.
+    parameters) and `form(dtype)`; `apply`, `jacobian` and `matrix` follow
+    from the form.
+
+    Example:
+
+    >>> rho = kr.residuals.Heterogeneous(radii=[0.9, 0.5])
+    >>> layer = kr.layers.WCRNN(2, residual=rho)
+    >>> layer.build((None, 3, 1))
+    >>> np.round(layer.cell.residual.analytic_exponents(), 4).tolist()  # log |eig(R)|
+    [-0.1054, -0.6931]
     """
 
     linear = True
@@ -82,8 +76,7 @@ class Residual:
 
     # ------------------------------------------------------------------ build
     def _check_units(self, units):
-        if not isinstance(units, (int, np.integer)) or units <= 0:
-            raise ValueError(f"`units` must be a positive integer; received units={units!r}.")
+        return check.positive_int("units", units)
 
     def _initial_values(self, units):
         return {}
@@ -98,8 +91,7 @@ class Residual:
                 `keras.Variable`s.
             trainable: whether the parameters are trained.
         """
-        self._check_units(units)
-        self.units = int(units)
+        self.units = self._check_units(units)
         for name, value in self._initial_values(self.units).items():
             value = np.asarray(value, dtype="float32")
             initializer = _ArrayInitializer(value)
@@ -130,36 +122,26 @@ class Residual:
         return ops.cast(value, dtype) if dtype is not None else value
 
     # ------------------------------------------------------------------ maps
+    def form(self, dtype=None):
+        """The map as a `ResidualForm`, its parameters read once (in `dtype`):
+        what the WCRNN step, the fused kernels and the Lyapunov code apply."""
+        raise NotImplementedError
+
     def apply(self, h):
         """rho(h) for a batch of states `h` of shape (batch, units)."""
-        raise NotImplementedError
-
-    def linear_form(self, dtype=None):
-        """The map as `("identity",)`, `("diagonal", d)`, `("rotation", a, b)`
-        or `("dense", k)` of tensors (see `apply_linear_form`): what the
-        fused kernels apply at each step, read from the parameters once."""
-        raise NotImplementedError
-
-    def prepare(self, dtype=None):
-        """A function `h -> rho(h)` with the parameters read once (for loops)."""
-        form = self.linear_form(dtype)
-        return lambda h: apply_linear_form(form, h)
-
-    def _matrix_tensor(self, dtype=None):
-        """R as an (N, N) tensor (column convention)."""
-        raise NotImplementedError
+        self._require_built()
+        return self.form(h.dtype).apply(h)
 
     def jacobian(self, h):
         """d rho(h) / d h as a (batch, N, N) tensor, J[b, i, j] = d rho_i / d h_j."""
         self._require_built()
-        R = self._matrix_tensor(h.dtype)
-        batch = ops.shape(h)[0]
-        return ops.broadcast_to(R[None], (batch, self.units, self.units))
+        return self.form(h.dtype).jacobian(h)
 
     def matrix(self):
         """R as an N x N NumPy array (column convention: rho(h) = R h)."""
         self._require_built()
-        return keras.ops.convert_to_numpy(self._matrix_tensor("float32")).astype("float64")
+        R = self.form("float32").matrix(self.units, "float32")
+        return keras.ops.convert_to_numpy(R).astype("float64")
 
     def analytic_exponents(self):
         """log|eig(R)| sorted descending: the Lyapunov exponents of the
@@ -181,43 +163,249 @@ class Residual:
         return f"{type(self).__name__}({args})"
 
 
-def apply_linear_form(form, h):
-    """Apply a `linear_form()` to row states h (batch, N) with `keras.ops`:
-    identity h, diagonal h * d, rotation h * a + swap_pairs(h) * b, dense
-    h @ k."""
-    kind = form[0]
-    if kind == "identity":
-        return h
-    if kind == "diagonal":
-        return h * form[1]
-    if kind == "rotation":
-        return h * form[1] + _swap_pairs(h) * form[2]
-    if kind == "dense":
-        return _ops.matmul(h, form[1])
-    raise ValueError(f"Unknown linear form {kind!r}.")
+# --------------------------------------------------------------------------
+# Forms: the residual as the step, its tangent and its backward pass apply it
 
 
-def apply_linear_form_transpose(form, g):
-    """The vector-Jacobian product g @ J_rho of a `linear_form()` (row
-    convention): identity g, diagonal g * d, rotation g * a +
-    swap_pairs(g * b), dense g @ k^T."""
-    kind = form[0]
-    if kind == "identity":
-        return g
-    if kind == "diagonal":
-        return g * form[1]
-    if kind == "rotation":
-        return g * form[1] + _swap_pairs(g * form[2])
-    if kind == "dense":
-        return _ops.matmul(g, ops.transpose(form[1]))
-    raise ValueError(f"Unknown linear form {kind!r}.")
-
-
-def _swap_pairs(h):
-    """(h0, h1, h2, h3, ...) -> (h1, h0, h3, h2, ...) along the last axis."""
+def _swap_pairs(h, axis=-1):
+    """(h0, h1, h2, h3, ...) -> (h1, h0, h3, h2, ...) along `axis`."""
+    axis = axis % len(h.shape)
     shape = ops.shape(h)
-    pairs = ops.reshape(h, (-1, shape[-1] // 2, 2))
-    return ops.reshape(ops.flip(pairs, axis=-1), shape)
+    split = tuple(shape[:axis]) + (shape[axis] // 2, 2) + tuple(shape[axis + 1:])
+    pairs = ops.reshape(h, split)
+    return ops.reshape(ops.flip(pairs, axis=axis + 1), shape)
+
+
+class ResidualForm:
+    """Base class of residual forms (see the module docstring).
+
+    Attributes:
+        tensors: the form's parameters, a tuple of tensors.
+        linear: whether the map is linear (its Jacobian constant).
+        is_zero: whether the map is rho = 0 (no residual).
+
+    Example:
+
+    >>> layer = kr.layers.WCRNN(4, residual=kr.residuals.Homogeneous(0.5))
+    >>> layer.build((None, 3, 2))
+    >>> form = layer.cell.residual.form("float32")
+    >>> type(form).__name__, form.linear
+    ('DiagonalForm', True)
+    >>> ops.convert_to_numpy(form.apply(ops.ones((1, 4)))).tolist()
+    [[0.5, 0.5, 0.5, 0.5]]
+    """
+
+    linear = True
+    is_zero = False
+
+    def __init__(self, *tensors):
+        self.tensors = tuple(tensors)
+
+    def replace(self, tensors):
+        """The same kind of form on other tensors (e.g. traced ones)."""
+        return type(self)(*tensors)
+
+    def apply(self, h):
+        """rho(h) for row states `h` of shape (batch, N)."""
+        raise NotImplementedError
+
+    def apply_transpose(self, g, h=None):
+        """`g @ J_rho(h)`: the vector-Jacobian product, for rows `g` (batch, N)."""
+        raise NotImplementedError
+
+    def apply_columns(self, Q, h=None):
+        """`J_rho(h) Q` for a batch of column blocks `Q` (batch, N, k)."""
+        raise NotImplementedError
+
+    def matrix(self, units, dtype="float32"):
+        """R as an (N, N) tensor (column convention, `rho(h) = R h`)."""
+        raise NotImplementedError
+
+    def jacobian(self, h):
+        """`J_rho(h)` as a (batch, N, N) tensor."""
+        units = h.shape[-1]
+        R = self.matrix(units, h.dtype)
+        return ops.broadcast_to(R[None], (ops.shape(h)[0], units, units))
+
+
+class Zero(ResidualForm):
+    """No residual: rho = 0.
+
+    Example:
+
+    >>> ops.convert_to_numpy(kr.residuals.Zero().apply(ops.ones((1, 2)))).tolist()
+    [[0.0, 0.0]]
+    """
+
+    is_zero = True
+
+    def apply(self, h):
+        return ops.zeros_like(h)
+
+    def apply_transpose(self, g, h=None):
+        return ops.zeros_like(g)
+
+    def apply_columns(self, Q, h=None):
+        return ops.zeros_like(Q)
+
+    def matrix(self, units, dtype="float32"):
+        return ops.zeros((units, units), dtype=dtype)
+
+
+class IdentityForm(ResidualForm):
+    """rho(h) = h.
+
+    Example:
+
+    >>> h = ops.convert_to_tensor([[1.0, 2.0]])
+    >>> ops.convert_to_numpy(kr.residuals.IdentityForm().apply(h)).tolist()
+    [[1.0, 2.0]]
+    """
+
+    def apply(self, h):
+        return h
+
+    def apply_transpose(self, g, h=None):
+        return g
+
+    def apply_columns(self, Q, h=None):
+        return Q
+
+    def matrix(self, units, dtype="float32"):
+        return ops.eye(units, dtype=dtype)
+
+
+class DiagonalForm(ResidualForm):
+    """rho(h) = h * d, with d of shape (N,) or a scalar.
+
+    Example:
+
+    >>> form = kr.residuals.DiagonalForm(ops.convert_to_tensor([0.5, 2.0]))
+    >>> ops.convert_to_numpy(form.matrix(2)).tolist()
+    [[0.5, 0.0], [0.0, 2.0]]
+    """
+
+    def apply(self, h):
+        return h * self.tensors[0]
+
+    def apply_transpose(self, g, h=None):
+        return g * self.tensors[0]
+
+    def apply_columns(self, Q, h=None):
+        d = self.tensors[0]
+        return Q * (d[:, None] if len(d.shape) else d)
+
+    def matrix(self, units, dtype="float32"):
+        d = ops.cast(self.tensors[0], dtype)
+        return ops.eye(units, dtype=dtype) * (d[:, None] if len(d.shape) else d)
+
+
+class RotationForm(ResidualForm):
+    """rho(h)_i = a_i h_i + b_i h_partner(i) on unit pairs (2j, 2j + 1):
+    `h * a + swap_pairs(h) * b`.
+
+    Example:
+
+    A quarter turn of one pair (a = cos, b = -sin, sin):
+
+    >>> form = kr.residuals.RotationForm(
+    ...     ops.convert_to_tensor([0.0, 0.0]), ops.convert_to_tensor([-1.0, 1.0]))
+    >>> ops.convert_to_numpy(form.apply(ops.convert_to_tensor([[1.0, 0.0]]))).tolist()
+    [[0.0, 1.0]]
+    """
+
+    def apply(self, h):
+        a, b = self.tensors
+        return h * a + _swap_pairs(h) * b
+
+    def apply_transpose(self, g, h=None):
+        a, b = self.tensors
+        return g * a + _swap_pairs(g * b)
+
+    def apply_columns(self, Q, h=None):
+        a, b = self.tensors
+        return Q * a[:, None] + _swap_pairs(Q, axis=-2) * b[:, None]
+
+    def matrix(self, units, dtype="float32"):
+        a, b = (ops.cast(t, dtype) for t in self.tensors)
+        swap = ops.convert_to_tensor(np.eye(units)[np.arange(units) ^ 1], dtype=dtype)
+        # R[i, i] = a_i; R[i, partner(i)] = b_i.
+        return ops.eye(units, dtype=dtype) * a[:, None] + swap * b[:, None]
+
+
+class DenseForm(ResidualForm):
+    """rho(h) = h @ K with K = R^T (Keras' row convention).
+
+    Example:
+
+    >>> form = kr.residuals.DenseForm(ops.convert_to_tensor([[0.0, 1.0], [0.0, 0.0]]))
+    >>> ops.convert_to_numpy(form.matrix(2)).tolist()  # R = K^T
+    [[0.0, 0.0], [1.0, 0.0]]
+    """
+
+    def apply(self, h):
+        return _ops.matmul(h, self.tensors[0])
+
+    def apply_transpose(self, g, h=None):
+        return _ops.matmul(g, ops.transpose(self.tensors[0]))
+
+    def apply_columns(self, Q, h=None):
+        return ops.einsum("ji,bjk->bik", self.tensors[0], Q)
+
+    def matrix(self, units, dtype="float32"):
+        return ops.transpose(ops.cast(self.tensors[0], dtype))
+
+
+class NonlinearForm(ResidualForm):
+    """rho(h) = base(phi(h)) for a linear base form; J_rho(h) = R diag(phi'(h)).
+
+    Example:
+
+    >>> layer = kr.layers.WCRNN(2, residual=kr.residuals.Nonlinear(kr.residuals.Identity()))
+    >>> layer.build((None, 3, 1))
+    >>> form = layer.cell.residual.form("float32")
+    >>> value = ops.convert_to_numpy(form.apply(ops.ones((1, 2)))).astype("float64")
+    >>> form.linear, np.round(value, 4).tolist()  # tanh(1)
+    (False, [[0.7616, 0.7616]])
+    """
+
+    linear = False
+
+    def __init__(self, base, activation, derivative):
+        super().__init__(*base.tensors)
+        self.base = base
+        self.activation = activation
+        self.derivative = derivative
+
+    def replace(self, tensors):
+        return NonlinearForm(self.base.replace(tensors), self.activation, self.derivative)
+
+    def _slope(self, h):
+        return self.derivative(h, self.activation(h))
+
+    def apply(self, h):
+        return self.base.apply(self.activation(h))
+
+    def apply_transpose(self, g, h=None):
+        return self._slope(h) * self.base.apply_transpose(g)
+
+    def apply_columns(self, Q, h=None):
+        return self.base.apply_columns(self._slope(h)[:, :, None] * Q)
+
+    def matrix(self, units, dtype="float32"):
+        raise TypeError(
+            "Nonlinear residual has no constant matrix (its Jacobian depends on "
+            "the state); use `jacobian(h)`, or `base.matrix()`."
+        )
+
+    def jacobian(self, h):
+        R = self.base.matrix(h.shape[-1], h.dtype)
+        return R[None, :, :] * self._slope(h)[:, None, :]
+
+
+def form_of(residual, dtype=None):
+    """The form of a residual (`Zero()` for `None`), parameters in `dtype`."""
+    return Zero() if residual is None else residual.form(dtype)
 
 
 class _ArrayInitializer(keras.initializers.Initializer):
@@ -242,14 +430,8 @@ class Identity(Residual):
     >>> cell = kr.layers.WCRNNCell(64, residual=kr.residuals.Identity())
     """
 
-    def apply(self, h):
-        return h
-
-    def linear_form(self, dtype=None):
-        return ("identity",)
-
-    def _matrix_tensor(self, dtype=None):
-        return ops.eye(self.units, dtype=dtype or "float32")
+    def form(self, dtype=None):
+        return IdentityForm()
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -269,20 +451,13 @@ class Homogeneous(Residual):
 
     def __init__(self, radius=1.0):
         super().__init__()
-        _check_nonnegative_finite("radius", radius)
-        self.radius = float(radius)
+        self.radius = check.nonnegative_real("radius", radius)
 
     def _initial_values(self, units):
         return {"radius": np.float32(self.radius)}
 
-    def apply(self, h):
-        return h * self._param("radius", h.dtype)
-
-    def linear_form(self, dtype=None):
-        return ("diagonal", self._param("radius", dtype))
-
-    def _matrix_tensor(self, dtype=None):
-        return ops.eye(self.units, dtype=dtype or "float32") * self._param("radius", dtype)
+    def form(self, dtype=None):
+        return DiagonalForm(self._param("radius", dtype))
 
     def get_config(self):
         return {"radius": self.radius}
@@ -306,13 +481,14 @@ class Heterogeneous(Residual):
     def __init__(self, radii=None, radius_range=(0.9, 1.0), seed=None):
         super().__init__()
         if radii is not None:
-            _check_nonnegative_finite("radii", radii)
-            radii = [float(r) for r in np.ravel(radii)]
+            radii = check.reals("radii", radii, minimum=0.0)
         self.radii = radii
-        self.radius_range = _check_range("radius_range", radius_range, nonnegative=True)
+        self.radius_range = check.real_pair(
+            "radius_range", radius_range, minimum=0.0, allow_none=True
+        )
         if radii is None and self.radius_range is None:
             raise ValueError("Heterogeneous needs `radii` or `radius_range`; received neither.")
-        self.seed = seed
+        self.seed = check.seed("seed", seed)
 
     def _initial_values(self, units):
         if self.radii is not None:
@@ -327,14 +503,8 @@ class Heterogeneous(Residual):
             radii = np.random.default_rng(self.seed).uniform(lo, hi, size=units)
         return {"radii": radii}
 
-    def apply(self, h):
-        return h * self._param("radii", h.dtype)
-
-    def linear_form(self, dtype=None):
-        return ("diagonal", self._param("radii", dtype))
-
-    def _matrix_tensor(self, dtype=None):
-        return ops.diag(self._param("radii", dtype))
+    def form(self, dtype=None):
+        return DiagonalForm(self._param("radii", dtype))
 
     def analytic_exponents(self):
         self._require_built()
@@ -373,27 +543,27 @@ class Rotational(Residual):
 
     def __init__(self, radius=1.0, angle=None, angle_range=None, radius_range=None, seed=None):
         super().__init__()
-        _check_nonnegative_finite("radius", radius)
-        if angle is not None:
-            _check_finite("angle", angle)
-            if angle_range is not None:
-                raise ValueError(
-                    "Rotational takes `angle` or `angle_range`, not both; received "
-                    f"angle={angle!r}, angle_range={angle_range!r}."
-                )
-        self.radius = float(radius)
-        self.angle = None if angle is None else float(angle)
-        self.angle_range = _check_range("angle_range", angle_range)
-        self.radius_range = _check_range("radius_range", radius_range, nonnegative=True)
-        self.seed = seed
+        self.radius = check.nonnegative_real("radius", radius)
+        self.angle = check.real("angle", angle, allow_none=True)
+        if self.angle is not None and angle_range is not None:
+            raise ValueError(
+                "Rotational takes `angle` or `angle_range`, not both; received "
+                f"angle={angle!r}, angle_range={angle_range!r}."
+            )
+        self.angle_range = check.real_pair("angle_range", angle_range, allow_none=True)
+        self.radius_range = check.real_pair(
+            "radius_range", radius_range, minimum=0.0, allow_none=True
+        )
+        self.seed = check.seed("seed", seed)
 
     def _check_units(self, units):
-        super()._check_units(units)
+        units = super()._check_units(units)
         if units % 2:
             raise ValueError(
                 f"Rotational residual needs an even number of units (it rotates pairs); "
                 f"received units={units}."
             )
+        return units
 
     def _initial_values(self, units):
         rng = np.random.default_rng(self.seed)
@@ -409,26 +579,13 @@ class Rotational(Residual):
             radii = np.full(blocks, self.radius)
         return {"radii": radii, "angles": angles}
 
-    def linear_form(self, dtype=None):
+    def form(self, dtype=None):
         r = self._param("radii", dtype)
         phi = self._param("angles", dtype)
         rc, rs = r * ops.cos(phi), r * ops.sin(phi)
         a = ops.reshape(ops.stack([rc, rc], axis=-1), (-1,))
         b = ops.reshape(ops.stack([-rs, rs], axis=-1), (-1,))
-        return ("rotation", a, b)
-
-    def apply(self, h):
-        return apply_linear_form(self.linear_form(h.dtype), h)
-
-    def _matrix_tensor(self, dtype=None):
-        _, a, b = self.linear_form(dtype)
-        n = self.units
-        idx = np.arange(n)
-        partner = idx ^ 1
-        # R[i, i] = a_i; R[i, partner(i)] = b_i.
-        eye = ops.eye(n, dtype=dtype or "float32")
-        swap = ops.convert_to_tensor(np.eye(n, dtype="float32")[partner], dtype=dtype or "float32")
-        return eye * a[:, None] + swap * b[:, None]
+        return RotationForm(a, b)
 
     def analytic_exponents(self):
         self._require_built()
@@ -463,28 +620,18 @@ class Dense(Residual):
 
     def __init__(self, initializer="orthogonal", scale=1.0, seed=None):
         super().__init__()
-        _check_finite("scale", scale)
         self.initializer = keras.initializers.get(initializer)
-        self.scale = float(scale)
-        self.seed = seed
+        self.scale = check.real("scale", scale)
+        self.seed = check.seed("seed", seed)
 
     def _initial_values(self, units):
-        config = keras.initializers.serialize(self.initializer)
-        initializer = keras.initializers.deserialize(config)
-        if self.seed is not None and hasattr(initializer, "seed"):
-            initializer.seed = self.seed
+        initializer = check.fresh_initializer(self.initializer, self.seed)
         w0 = keras.ops.convert_to_numpy(initializer((units, units), dtype="float32"))
         # Stored transposed: the row-convention kernel K = R^T, rho(h) = h @ K.
         return {"kernel": (self.scale * w0).T}
 
-    def apply(self, h):
-        return _ops.matmul(h, self._param("kernel", h.dtype))
-
-    def linear_form(self, dtype=None):
-        return ("dense", self._param("kernel", dtype))
-
-    def _matrix_tensor(self, dtype=None):
-        return ops.transpose(self._param("kernel", dtype))
+    def form(self, dtype=None):
+        return DenseForm(self._param("kernel", dtype))
 
     def get_config(self):
         return {
@@ -536,22 +683,8 @@ class Nonlinear(Residual):
         self.units = int(units)
         self.built = True
 
-    def apply(self, h):
-        return self.base.apply(self.activation(h))
-
-    def linear_form(self, dtype=None):
-        raise TypeError("Nonlinear residual has no linear form.")
-
-    def prepare(self, dtype=None):
-        base = self.base.prepare(dtype)
-        return lambda h: base(self.activation(h))
-
-    def jacobian(self, h):
-        self._require_built()
-        y = self.activation(h)
-        slope = self._derivative(h, y)
-        R = self.base._matrix_tensor(h.dtype)
-        return R[None, :, :] * slope[:, None, :]
+    def form(self, dtype=None):
+        return NonlinearForm(self.base.form(dtype), self.activation, self._derivative)
 
     def matrix(self):
         raise TypeError(
@@ -623,6 +756,12 @@ __all__ = [
     "Nonlinear",
     "get",
     "serialize",
-    "apply_linear_form",
-    "apply_linear_form_transpose",
+    "form_of",
+    "ResidualForm",
+    "Zero",
+    "IdentityForm",
+    "DiagonalForm",
+    "RotationForm",
+    "DenseForm",
+    "NonlinearForm",
 ]

@@ -153,3 +153,35 @@ def test_invalid_build_and_types():
 
 def test_public_namespace():
     assert kr.residuals.Rotational is residuals.Rotational
+
+
+@pytest.mark.parametrize(
+    "factory, match",
+    [
+        (lambda: residuals.Homogeneous([0.9, 0.8]), r"radius=\[0.9, 0.8\]"),
+        (lambda: residuals.Homogeneous("0.9"), "radius='0.9'"),
+        (lambda: residuals.Homogeneous(True), "radius=True"),
+        (lambda: residuals.Rotational(seed=-1), "seed=-1"),
+        (lambda: residuals.Rotational(seed=1.5), "seed=1.5"),
+        (lambda: residuals.Rotational(angle="0.1"), "angle='0.1'"),
+        (lambda: residuals.Heterogeneous(radii="0.9"), "radii='0.9'"),
+        (lambda: residuals.Heterogeneous(radii=[]), "radii"),
+        (lambda: residuals.Heterogeneous(seed="1"), "seed='1'"),
+        (lambda: residuals.Dense(scale="1"), "scale='1'"),
+        (lambda: residuals.Dense(seed=-2), "seed=-2"),
+    ],
+)
+def test_wrong_kinds_of_arguments_are_refused_at_construction(factory, match):
+    # Strings, lists and bools where a number belongs, negative seeds: refused
+    # when the residual is made (not at build), naming the argument.
+    with pytest.raises((ValueError, TypeError), match=match):
+        factory()
+
+
+def test_numpy_scalars_and_arrays_are_accepted():
+    assert residuals.Homogeneous(np.float32(0.9)).radius == 0.9
+    rot = residuals.Rotational(radius=np.float64(0.8), angle=np.float32(0.25), seed=np.int64(3))
+    assert (rot.radius, rot.angle, rot.seed) == (0.8, 0.25, 3)
+    het = residuals.Heterogeneous(radii=np.array([0.5, 0.7], "float32"))
+    np.testing.assert_allclose(het.radii, [0.5, 0.7], rtol=1e-7)  # float32 input
+    assert residuals.Heterogeneous(radius_range=np.array([0.2, 0.4])).radius_range == (0.2, 0.4)

@@ -1,8 +1,10 @@
 """WCRNN: the fused weakly coupled residual RNN layer."""
 
 import keras
+import numpy as np
 from keras import ops
 
+from keras_residual import _validation as check
 from keras_residual.layers import _wcrnn_kernels
 from keras_residual.layers.wcrnn_cell import WCRNNCell
 
@@ -37,16 +39,21 @@ class WCRNN(keras.layers.RNN):
         h_t = rho(h_{t-1}) + coupling * activation(x_t @ U + h_{t-1} @ W + b)
 
     but the input projection `x @ U + b` of all steps is one matmul before
-    the loop, and the recurrence runs in each backend's best loop: one
-    `lax.scan` on JAX, one `tf.while_loop` on TensorFlow, and on PyTorch a
-    hand-written loop with an explicit backward pass
-    (`torch.autograd.Function`).
+    the loop, and the recurrence runs in each backend's best loop, with a
+    hand-written backward pass that carries only the state's gradient and
+    forms the recurrent kernel's gradient in one product after the loop:
+    one `lax.scan` with a `jax.custom_vjp` on JAX, one `tf.while_loop` with
+    a `tf.custom_gradient` on TensorFlow (compiled with Keras' XLA train
+    step), and on PyTorch a hand-written loop (`torch.autograd.Function`).
+    A trainable residual, or an activation without a known derivative
+    (tanh, sigmoid, relu and linear have one), is differentiated by the
+    backend's autodiff on JAX and TensorFlow.
 
     The generic `keras.layers.RNN` path (same results, slower) is taken
     when a fast path cannot honour an option: a `mask`, `unroll=True`,
-    `recurrent_dropout` during training, and on PyTorch a trainable or
-    nonlinear residual or an activation other than tanh, sigmoid, relu or
-    linear. `layer.uses_fused_kernel(...)` tells which path a call takes.
+    `recurrent_dropout` during training, and on PyTorch a trainable
+    residual or an activation other than tanh, sigmoid, relu or linear.
+    `layer.uses_fused_kernel(...)` tells which path a call takes.
 
     Args:
         units, coupling, residual, activation, use_bias, *_initializer,
@@ -66,7 +73,7 @@ class WCRNN(keras.layers.RNN):
     >>> layer = kr.layers.WCRNN(
     ...     128, coupling=0.02,
     ...     residual=kr.residuals.Rotational(angle=2 * np.pi / 28))
-    >>> layer(np.zeros((2, 784, 1))).shape
+    >>> tuple(layer(np.zeros((2, 784, 1))).shape)
     (2, 128)
     """
 
@@ -143,8 +150,34 @@ class WCRNN(keras.layers.RNN):
             return False
         return kernel.supports(cell.activation, cell.residual, cell.residual_trainable)
 
+    def build(self, sequences_shape, initial_state_shape=None):
+        super().build(sequences_shape, initial_state_shape)
+        # After build the feature axis is fixed: a call with other features is
+        # refused by Keras' input check instead of failing inside a kernel.
+        features = sequences_shape[-1]
+        if features is not None:
+            self.input_spec = [keras.layers.InputSpec(ndim=3, axes={-1: int(features)})]
+
     def call(self, sequences, initial_state=None, mask=None, training=False):
+        sequences = check.floating(sequences, self.compute_dtype)
+        if initial_state is not None:
+            self._check_initial_state(sequences, initial_state)
         return super().call(sequences, mask=mask, training=training, initial_state=initial_state)
+
+    def _check_initial_state(self, sequences, initial_state):
+        """One `(batch, units)` state, for the batch of `sequences`."""
+        states = initial_state if isinstance(initial_state, (list, tuple)) else [initial_state]
+        if len(states) != 1:
+            raise ValueError(
+                f"Argument `initial_state` must be one state of shape (batch, {self.cell.units}) "
+                f"(or a list holding it); received a list of {len(states)} entries."
+            )
+        shape = getattr(states[0], "shape", None)
+        if shape is None:
+            shape = np.shape(states[0])
+        check.state_shape(
+            "initial_state", shape, (sequences.shape[0], self.cell.units)
+        )
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if keras.tree.is_nested(mask):

@@ -1,7 +1,5 @@
 """WCRNNCell: one step of a weakly coupled residual RNN."""
 
-import math
-
 import keras
 from keras import activations
 from keras import constraints
@@ -11,29 +9,10 @@ from keras import regularizers
 
 from keras_residual import _activations
 from keras_residual import _ops
+from keras_residual import _validation as check
 from keras_residual import residuals as residuals_lib
 from keras_residual._keras_compat import DropoutRNNCell
-
-
-def _check_rate(name, value):
-    if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"Argument `{name}` must be a float in [0, 1]; received {name}={value!r}.")
-    return float(value)
-
-
-def _check_units(units):
-    if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
-        raise ValueError(f"Argument `units` must be a positive integer; received units={units!r}.")
-
-
-def _check_coupling(coupling):
-    if isinstance(coupling, bool) or not isinstance(coupling, (int, float)) or not (
-        math.isfinite(coupling) and coupling >= 0
-    ):
-        raise ValueError(
-            f"Argument `coupling` must be a finite float >= 0; received coupling={coupling!r}."
-        )
-    return float(coupling)
+from keras_residual.layers import _wcrnn_step
 
 
 @keras.saving.register_keras_serializable(package="keras_residual")
@@ -62,7 +41,7 @@ class WCRNNCell(keras.layers.Layer, DropoutRNNCell):
 
     Args:
         units: positive integer, dimension of the state and output.
-        coupling: gamma, finite float >= 0.
+        coupling: gamma, a finite real number >= 0.
         residual: residual map: a `kr.residuals.Residual`, its config,
             `"identity"` (default) or `None` (no residual). The cell keeps its
             own copy at `cell.residual`, built with the cell.
@@ -76,10 +55,11 @@ class WCRNNCell(keras.layers.Layer, DropoutRNNCell):
             constraints of `U`, `W`, `b`.
         residual_trainable: whether the residual's parameters are trained
             (fixed by default, as in the paper).
-        dropout: fraction of the inputs to drop (one mask per sequence).
-        recurrent_dropout: fraction of the state entering `h @ W` to drop
-            (the residual path is never dropped: it is the memory).
-        seed: seed of the dropout masks.
+        dropout: fraction of the inputs to drop (one mask per sequence),
+            in [0, 1).
+        recurrent_dropout: fraction of the state entering `h @ W` to drop,
+            in [0, 1) (the residual path is never dropped: it is the memory).
+        seed: seed of the dropout masks (`None` or an integer >= 0).
 
     Call arguments:
         sequence: the step's inputs, shape `(batch, features)`.
@@ -95,7 +75,7 @@ class WCRNNCell(keras.layers.Layer, DropoutRNNCell):
     ...     128, coupling=0.05,
     ...     residual=kr.residuals.Rotational(angle=2 * np.pi / 28))
     >>> rnn = keras.layers.RNN(cell)
-    >>> rnn(np.zeros((2, 784, 1))).shape
+    >>> tuple(rnn(np.zeros((2, 784, 1))).shape)
     (2, 128)
     """
 
@@ -121,13 +101,13 @@ class WCRNNCell(keras.layers.Layer, DropoutRNNCell):
         seed=None,
         **kwargs,
     ):
-        _check_units(units)
+        units = check.positive_int("units", units)
         super().__init__(**kwargs)
         self.units = units
-        self.coupling = _check_coupling(coupling)
+        self.coupling = check.nonnegative_real("coupling", coupling)
         self.residual = residuals_lib.get(residual)
         self.activation = activations.get(activation)
-        self.use_bias = bool(use_bias)
+        self.use_bias = check.boolean("use_bias", use_bias)
 
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.recurrent_initializer = initializers.get(recurrent_initializer)
@@ -139,11 +119,11 @@ class WCRNNCell(keras.layers.Layer, DropoutRNNCell):
         self.recurrent_constraint = constraints.get(recurrent_constraint)
         self.bias_constraint = constraints.get(bias_constraint)
 
-        self.residual_trainable = bool(residual_trainable)
-        self.dropout = _check_rate("dropout", dropout)
-        self.recurrent_dropout = _check_rate("recurrent_dropout", recurrent_dropout)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.residual_trainable = check.boolean("residual_trainable", residual_trainable)
+        self.dropout = check.rate("dropout", dropout)
+        self.recurrent_dropout = check.rate("recurrent_dropout", recurrent_dropout)
+        self.seed = check.seed("seed", seed)
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
         self.state_size = units
         self.output_size = units
         # Validates the residual against `units` now (e.g. Rotational needs
@@ -179,38 +159,96 @@ class WCRNNCell(keras.layers.Layer, DropoutRNNCell):
         if self.residual is not None:
             self.residual.build(self.units, layer=self, trainable=self.residual_trainable)
 
-    def _pre_activation(self, sequence, prev, training=False):
+    def _form(self, dtype):
+        return residuals_lib.form_of(self.residual, dtype)
+
+    def _projection(self, sequence):
+        """The input projection x_t @ U + b."""
+        xp = _ops.matmul(sequence, self.kernel)
+        return xp if self.bias is None else xp + self.bias
+
+    def call(self, sequence, states, training=False):
+        sequence = check.floating(sequence, self.compute_dtype)
+        prev = states[0] if isinstance(states, (list, tuple)) else states
+        recurrent_input = None
         if training:
             dp_mask = self.get_dropout_mask(sequence)
             rec_dp_mask = self.get_recurrent_dropout_mask(prev)
             if dp_mask is not None:
                 sequence = sequence * dp_mask
             if rec_dp_mask is not None:
-                prev = prev * rec_dp_mask
-        a = _ops.matmul(sequence, self.kernel)
-        if self.bias is not None:
-            a = a + self.bias
-        return a + _ops.matmul(prev, self.recurrent_kernel)
-
-    def call(self, sequence, states, training=False):
-        prev = states[0] if isinstance(states, (list, tuple)) else states
-        a = self._pre_activation(sequence, prev, training=training)
-        h = self.coupling * self.activation(a)
-        if self.residual is not None:
-            h = self.residual.apply(prev) + h
+                recurrent_input = prev * rec_dp_mask
+        h, _ = _wcrnn_step.step(
+            self._projection(sequence), prev, self.recurrent_kernel, self.coupling,
+            self.activation, self._form(prev.dtype), recurrent_input=recurrent_input,
+        )
         new_state = [h] if isinstance(states, (list, tuple)) else h
         return h, new_state
 
     @property
     def has_analytic_jacobian(self):
-        """Whether `jacobian` is available (the activation's derivative is known)."""
+        """Whether `jacobian` and `tangent` are available (the activation's
+        derivative is known)."""
         return _activations.derivative(self.activation) is not None
+
+    def _derivative(self):
+        derivative = _activations.derivative(self.activation)
+        if derivative is None:
+            raise NotImplementedError(
+                f"No analytic derivative for activation "
+                f"{_activations.name_of(self.activation)!r}; known: "
+                f"{sorted(_activations.DERIVATIVES)}. Use autodiff instead."
+            )
+        return derivative
+
+    def tangent(self, inputs, states, tangents, input_tangents=None):
+        """One step and its tangent map, in inference mode.
+
+        What `kr.dynamics.lyapunov_spectrum` propagates: with
+        `J_t = d h_t / d h_{t-1}` at `(h_{t-1}, x_t)`,
+
+            J_t Q = J_rho(h_{t-1}) Q + coupling * diag(sigma'(a_t)) (W^T Q)
+
+        computed without forming `J_t` (structured residuals cost O(N k)).
+
+        Args:
+            inputs: the step's inputs x_t, `(batch, features)`.
+            states: `[h_{t-1}]` (or `h_{t-1}`), `(batch, units)`.
+            tangents: `Q`, `(batch, units, k)`: k tangent vectors of the state.
+            input_tangents: optional `(batch, features, k)` tangent vectors
+                of the inputs (for stacked cells): their effect
+                `coupling * diag(sigma'(a_t)) U^T X` is added.
+
+        Returns:
+            `([h_t], Z)` with `Z = J_t Q (+ the input term)`, `(batch, units, k)`.
+        """
+        prev = states[0] if isinstance(states, (list, tuple)) else states
+        derivative = self._derivative()
+        inputs = check.floating(ops.convert_to_tensor(inputs), self.compute_dtype)
+        prev = ops.convert_to_tensor(prev)
+        tangents = ops.convert_to_tensor(tangents)
+        if not self.built:
+            self.build(ops.shape(inputs))
+        form = self._form(prev.dtype)
+        h, y = _wcrnn_step.step(
+            self._projection(inputs), prev, self.recurrent_kernel, self.coupling,
+            self.activation, form,
+        )
+        projected = None
+        if input_tangents is not None:
+            projected = ops.einsum("fi,bfk->bik", self.kernel, input_tangents)
+        Z = _wcrnn_step.tangent(
+            tangents, prev, y, self.recurrent_kernel, self.coupling, derivative, form,
+            input_tangent=projected,
+        )
+        return [h], Z
 
     def jacobian(self, inputs, states):
         """The step Jacobian d h_t / d h_{t-1} for a batch, in inference mode.
 
         J_t = J_rho(h_{t-1}) + coupling * diag(sigma'(a_t)) W^T, with
-        `J[b, i, j] = d h_t[b, i] / d h_{t-1}[b, j]`.
+        `J[b, i, j] = d h_t[b, i] / d h_{t-1}[b, j]` (`tangent` gives `J_t Q`
+        without forming it).
 
         Args:
             inputs: the step's inputs x_t, shape `(batch, features)`.
@@ -219,22 +257,11 @@ class WCRNNCell(keras.layers.Layer, DropoutRNNCell):
         Returns:
             A `(batch, units, units)` tensor.
         """
-        prev = states[0] if isinstance(states, (list, tuple)) else states
-        derivative = _activations.derivative(self.activation)
-        if derivative is None:
-            raise NotImplementedError(
-                f"No analytic derivative for activation "
-                f"{_activations.name_of(self.activation)!r}; known: "
-                f"{sorted(_activations.DERIVATIVES)}. Use autodiff instead."
-            )
-        if not self.built:
-            self.build(ops.shape(inputs))
-        a = self._pre_activation(inputs, prev)
-        slope = self.coupling * derivative(a, self.activation(a))
-        J = slope[:, :, None] * ops.transpose(self.recurrent_kernel)[None, :, :]
-        if self.residual is not None:
-            J = J + self.residual.jacobian(prev)
-        return J
+        prev = ops.convert_to_tensor(states[0] if isinstance(states, (list, tuple)) else states)
+        eye = ops.broadcast_to(
+            ops.eye(self.units, dtype=prev.dtype)[None], (ops.shape(prev)[0], self.units, self.units)
+        )
+        return self.tangent(inputs, states, eye)[1]
 
     def get_initial_state(self, batch_size=None):
         return [ops.zeros((batch_size, self.state_size), dtype=self.compute_dtype)]

@@ -13,6 +13,15 @@ UNITS = 6
 RNG = np.random.default_rng(1)
 X = RNG.normal(size=(3, 15, 2)).astype("float32")
 
+# Tolerances. Outputs: float32 (eps 6e-8) x 15 steps x a per-step error gain
+# <= ~3 (|W| ~ 1, coupling 0.4, residual <= 1) on states of magnitude <= 1
+# gives ~3e-6; 1e-5 leaves 3x. Gradients: summed over 15 steps x 3 sequences
+# of such errors, relative to entries up to ~10: 1e-4 absolute and relative.
+OUT_ATOL = 1e-5
+GRAD_TOL = dict(atol=1e-4, rtol=1e-4)
+# Across backends, 30 steps: eps 6e-8 x 3.3 x 30 steps x 3 (gain) = 1.8e-5.
+CROSS_BACKEND_ATOL = 2e-5
+
 RESIDUALS = {
     "none": lambda: None,
     "identity": lambda: "identity",
@@ -54,9 +63,9 @@ def numpy_outputs(layer, x):
 def test_fused_equals_generic_outputs_and_gradients(name, options):
     fused, generic = pair(RESIDUALS[name](), **options)
     for a, b in zip(numpy_outputs(fused, X), numpy_outputs(generic, X)):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+        np.testing.assert_allclose(a, b, atol=OUT_ATOL)
     for a, b in zip(gradients(fused, X), gradients(generic, X)):
-        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+        np.testing.assert_allclose(a, b, **GRAD_TOL)
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "relu", "linear"])
@@ -64,9 +73,9 @@ def test_fused_equals_generic_for_other_activations(activation):
     fused, generic = pair(residuals.Rotational(radius=0.9, angle=0.5), activation=activation,
                           return_sequences=True)
     assert fused.uses_fused_kernel()
-    np.testing.assert_allclose(numpy_outputs(fused, X)[0], numpy_outputs(generic, X)[0], atol=1e-5)
+    np.testing.assert_allclose(numpy_outputs(fused, X)[0], numpy_outputs(generic, X)[0], atol=OUT_ATOL)
     for a, b in zip(gradients(fused, X), gradients(generic, X)):
-        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+        np.testing.assert_allclose(a, b, **GRAD_TOL)
 
 
 def test_trainable_residual_gets_gradients():
@@ -81,7 +90,7 @@ def test_trainable_residual_gets_gradients():
     assert "residual_radii" in names
     grads = gradients(layer, X)
     for a, b in zip(grads, gradients(reference, X)):
-        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+        np.testing.assert_allclose(a, b, **GRAD_TOL)
     assert np.abs(grads[names.index("residual_radii")]).max() > 0
 
 
@@ -100,7 +109,7 @@ def test_unroll_and_stateful():
     unrolled = kr.layers.WCRNN(UNITS, coupling=0.4, return_sequences=True, unroll=True)
     unrolled(X)
     unrolled.set_weights(fused.get_weights())
-    np.testing.assert_allclose(numpy_outputs(unrolled, X)[0], numpy_outputs(fused, X)[0], atol=1e-5)
+    np.testing.assert_allclose(numpy_outputs(unrolled, X)[0], numpy_outputs(fused, X)[0], atol=OUT_ATOL)
 
     stateful = kr.layers.WCRNN(UNITS, coupling=0.4, stateful=True)
     stateful(X[:, :7])
@@ -109,7 +118,7 @@ def test_unroll_and_stateful():
     stateful(X[:, :7])
     second = numpy_outputs(stateful, X[:, 7:])[0]
     whole = numpy_outputs(fused, X)[0][:, -1]
-    np.testing.assert_allclose(second, whole, atol=1e-5)
+    np.testing.assert_allclose(second, whole, atol=OUT_ATOL)
 
 
 def test_initial_state_is_used():
@@ -117,7 +126,7 @@ def test_initial_state_is_used():
     h0 = RNG.normal(size=(3, UNITS)).astype("float32")
     a = keras.ops.convert_to_numpy(fused(X, initial_state=[h0]))
     b = keras.ops.convert_to_numpy(generic(X, initial_state=[h0]))
-    np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(a, b, atol=OUT_ATOL)
     assert not np.allclose(a, keras.ops.convert_to_numpy(fused(X)))
 
 
@@ -131,7 +140,7 @@ def test_masking_matches_simple_rnn():
     masked_simple = keras.Sequential([keras.Input((15, 2)), keras.layers.Masking(0.0), simple])
     simple.set_weights(layer.get_weights())
     a, b = numpy_outputs(masked, x)[0], numpy_outputs(masked_simple, x)[0]
-    np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(a, b, atol=OUT_ATOL)
     # Masked steps carry the state: the last output equals the last unmasked one.
     np.testing.assert_allclose(a[1, -1], a[1, 4], atol=1e-6)
 
@@ -144,9 +153,9 @@ def test_dropout_matches_simple_rnn(kind):
     simple(X)
     simple.set_weights(layer.get_weights())
     train = keras.ops.convert_to_numpy(layer(X, training=True))
-    np.testing.assert_allclose(train, keras.ops.convert_to_numpy(simple(X, training=True)), atol=1e-5)
+    np.testing.assert_allclose(train, keras.ops.convert_to_numpy(simple(X, training=True)), atol=OUT_ATOL)
     infer = keras.ops.convert_to_numpy(layer(X))
-    np.testing.assert_allclose(infer, keras.ops.convert_to_numpy(simple(X)), atol=1e-5)
+    np.testing.assert_allclose(infer, keras.ops.convert_to_numpy(simple(X)), atol=OUT_ATOL)
     assert not np.allclose(train, infer)
 
 
@@ -190,6 +199,58 @@ def test_invalid_arguments_raise():
         kr.layers.WCRNN(4)(np.zeros((2, 3), "float32"))
 
 
+def test_numpy_scalar_arguments_are_accepted():
+    layer = kr.layers.WCRNN(4, coupling=np.float32(0.05), dropout=np.float32(0.1))
+    assert layer.coupling == 0.05 and layer.dropout == 0.1
+    assert kr.layers.WCRNN.from_config(layer.get_config()).coupling == 0.05
+
+
+@pytest.mark.parametrize("shape", [(1, 4), (2, 3), (4,), (2, 4, 1)])
+def test_initial_state_of_the_wrong_shape_is_refused_before_the_kernel(shape):
+    layer = kr.layers.WCRNN(4)
+    x = np.ones((2, 5, 3), "float32")
+    with pytest.raises(ValueError, match=r"`initial_state` must have shape \(2, 4\)"):
+        layer(x, initial_state=np.ones(shape, "float32"))
+    with pytest.raises(ValueError, match="`initial_state` must be one state"):
+        layer(x, initial_state=[np.ones((2, 4), "float32")] * 2)
+    out = layer(x, initial_state=[np.ones((2, 4), "float32")])
+    assert tuple(out.shape) == (2, 4)
+
+
+def test_other_features_after_build_are_refused_by_the_input_check():
+    layer = kr.layers.WCRNN(4)
+    layer(np.ones((2, 5, 3), "float32"))
+    with pytest.raises(ValueError, match="expected axis -1 of input shape to have value 3"):
+        layer(np.ones((2, 5, 2), "float32"))
+
+
+@pytest.mark.parametrize("dtype", ["int32", "uint8", "bool"])
+def test_integer_inputs_are_computed_as_floats(dtype):
+    # As keras.layers.SimpleRNN computes them: the values, in float32.
+    x = np.random.default_rng(0).integers(0, 2, size=(2, 6, 3)).astype(dtype)
+    layer = kr.layers.WCRNN(4, coupling=0.5, residual=residuals.Homogeneous(0.9),
+                            return_sequences=True)
+    expected = keras.ops.convert_to_numpy(layer(x.astype("float32")))
+    out = layer(x)
+    assert keras.backend.standardize_dtype(out.dtype) == "float32"
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(out), expected)
+    cell_out = keras.layers.RNN(layer.cell, return_sequences=True)(x)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(cell_out), expected, atol=1e-6)
+
+
+def test_nan_inputs_give_nan_states_from_that_step_on():
+    x = np.ones((2, 6, 3), "float32")
+    x[0, 2, 1] = np.nan
+    out = keras.ops.convert_to_numpy(kr.layers.WCRNN(4, return_sequences=True)(x))
+    assert np.isnan(out[0, 2:]).all()
+    assert np.isfinite(out[0, :2]).all() and np.isfinite(out[1]).all()
+
+
+def test_an_empty_batch_gives_an_empty_output_like_simple_rnn():
+    x = np.zeros((0, 5, 3), "float32")
+    assert tuple(kr.layers.WCRNN(4)(x).shape) == tuple(keras.layers.SimpleRNN(4)(x).shape) == (0, 4)
+
+
 def test_fit_learns_a_memory_task():
     # Recall the first input after 20 steps: a fading-memory net near
     # criticality should fit it quickly.
@@ -222,4 +283,6 @@ def make():
 
 @spans_backends
 def test_outputs_agree_across_backends():
-    assert_backends_agree(CROSS_BACKEND, RNG.normal(size=(2, 30, 3)).astype("float32"))
+    assert_backends_agree(
+        CROSS_BACKEND, RNG.normal(size=(2, 30, 3)).astype("float32"), atol=CROSS_BACKEND_ATOL
+    )

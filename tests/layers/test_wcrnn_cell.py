@@ -165,11 +165,29 @@ def test_sequential_keras_round_trip(tmp_path):
         ({"units": 4, "recurrent_dropout": -0.2}, "recurrent_dropout=-0.2"),
         ({"units": 5, "residual": residuals.Rotational(angle=0.1)}, "even number of units.*units=5"),
         ({"units": 4, "residual": "rotation"}, "Unknown residual"),
+        ({"units": 4, "dropout": 1.0}, r"\[0.0, 1.0\).*dropout=1.0"),
+        ({"units": 4, "dropout": "0.1"}, "dropout='0.1'"),
+        ({"units": 4, "coupling": [0.1]}, r"coupling=\[0.1\]"),
+        ({"units": 4, "coupling": True}, "coupling=True"),
+        ({"units": True}, "units=True"),
+        ({"units": 4, "seed": -1}, "seed=-1"),
+        ({"units": 4, "use_bias": "yes"}, "use_bias='yes'"),
     ],
 )
 def test_invalid_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         kr.layers.WCRNNCell(**kwargs)
+
+
+def test_numpy_scalars_are_accepted_like_python_numbers():
+    cell = kr.layers.WCRNNCell(
+        np.int64(4), coupling=np.float32(0.05), dropout=np.float32(0.1),
+        recurrent_dropout=np.float64(0.2), seed=np.int32(3),
+    )
+    assert (cell.units, cell.coupling, cell.dropout, cell.recurrent_dropout, cell.seed) == (
+        4, 0.05, 0.1, 0.2, 3
+    )
+    assert all(type(v) in (int, float) for v in (cell.units, cell.coupling, cell.seed))
 
 
 def test_heterogeneous_radii_mismatch_raises_at_build():

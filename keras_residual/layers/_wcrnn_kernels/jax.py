@@ -1,25 +1,117 @@
-"""Fused WCRNN recurrence for JAX: one `lax.scan`, autodiff through it."""
+"""Fused WCRNN recurrence for JAX: one `lax.scan`, with a hand-written backward pass.
+
+For a fixed residual and an activation with a known derivative the
+recurrence is a `jax.custom_vjp`: the forward scan keeps every state and
+activation; the backward scan carries only the state's gradient (one
+`(B, N) @ (N, N)` product per step), and the recurrent kernel's gradient is
+one `(T*B, N)^T (T*B, N)` product after the loop, instead of autodiff's
+accumulation of `dW` step by step. Both scans run `_wcrnn_step` (the step and
+its backward pass, written once with `keras.ops`). A trainable residual, or
+an activation without a known derivative, runs one `lax.scan` of the same
+step with JAX's autodiff through it.
+"""
+
+import functools
 
 import jax
 import jax.numpy as jnp
+
+from keras_residual import _activations
+from keras_residual import residuals as residuals_lib
+from keras_residual.layers import _wcrnn_step
 
 
 def supports(activation, residual, residual_trainable):
     return True
 
 
+def _time_major(xp, go_backwards):
+    xs = jnp.swapaxes(xp, 0, 1)
+    return xs[::-1] if go_backwards else xs
+
+
+@functools.lru_cache(maxsize=64)
+def _custom(coupling, activation, derivative, form_type, return_sequences):
+    """The custom-VJP recurrence for one configuration (cached: JAX traces it
+    once per configuration and input shape)."""
+
+    def run(xs, h0, W, tensors, keep):
+        form = form_type.replace(tensors)
+
+        def body(h, x_t):
+            h_new, y = _wcrnn_step.step(x_t, h, W, coupling, activation, form)
+            # Kept for the backward pass: the step's input state and activation.
+            return h_new, ((h, y) if keep else (h_new if return_sequences else None))
+
+        return jax.lax.scan(body, h0, xs)
+
+    @jax.custom_vjp
+    def fused(xs, h0, W, tensors):
+        return run(xs, h0, W, tensors, keep=False)
+
+    def forward(xs, h0, W, tensors):
+        h_last, (states, ys) = run(xs, h0, W, tensors, keep=True)
+        hs = jnp.concatenate([states[1:], h_last[None]], axis=0) if return_sequences else None
+        return (h_last, hs), (states, ys, W, tensors)
+
+    def backward(saved, grads):
+        states, ys, W, tensors = saved
+        form = form_type.replace(tensors)
+        grad_last, grad_hs = grads
+
+        def body(g, inputs):
+            h, y, grad_h = inputs
+            if grad_h is not None:
+                g = g + grad_h
+            g_prev, da = _wcrnn_step.backward(g, h, y, W, coupling, derivative, form)
+            return g_prev, da
+
+        extra = grad_hs if return_sequences else None
+        # The last step's output gradient enters through grad_last (h_T is
+        # both the last output and the final state).
+        g0, grad_a = jax.lax.scan(body, grad_last, (states, ys, extra), reverse=True)
+        units = W.shape[0]
+        grad_w = jnp.matmul(states.reshape(-1, units).T, grad_a.reshape(-1, units))
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, tensors)
+        return grad_a, g0, grad_w.astype(W.dtype), zeros
+
+    fused.defvjp(forward, backward)
+    return fused
+
+
 def wcrnn_scan(xp, h0, recurrent_kernel, coupling, activation, residual,
                go_backwards=False, return_sequences=True, residual_trainable=False):
-    rho = None if residual is None else residual.prepare(xp.dtype)
-    xs = jnp.swapaxes(xp, 0, 1)
-    if go_backwards:
-        xs = xs[::-1]
+    xs = _time_major(xp, go_backwards)
+    form = residuals_lib.form_of(residual, xp.dtype)
+    derivative = _activations.derivative(activation)
+    if derivative is not None and not (residual_trainable and form.tensors):
+        tensors = tuple(jax.lax.stop_gradient(t) for t in form.tensors)
+        fused = _custom(float(coupling), activation, derivative, _FormKey(form), bool(return_sequences))
+        h_last, hs = fused(xs, h0, recurrent_kernel, tensors)
+    else:
+        def body(h, x_t):
+            h_new, _ = _wcrnn_step.step(x_t, h, recurrent_kernel, coupling, activation, form)
+            return h_new, (h_new if return_sequences else None)
 
-    def step(h, x_t):
-        y = coupling * activation(x_t + h @ recurrent_kernel)
-        h_new = y if rho is None else rho(h) + y
-        return h_new, (h_new if return_sequences else None)
-
-    h_last, hs = jax.lax.scan(step, h0, xs)
+        h_last, hs = jax.lax.scan(body, h0, xs)
     outputs = jnp.swapaxes(hs, 0, 1) if return_sequences else None
     return h_last, outputs, h_last
+
+
+class _FormKey:
+    """A hashable stand-in for a form's kind (its class, and for a nonlinear
+    form the activation of its base), to cache compiled recurrences by."""
+
+    def __init__(self, form):
+        self.form = form
+        self.key = (type(form), type(getattr(form, "base", None)),
+                    getattr(form, "activation", None))
+
+    def replace(self, tensors):
+        return self.form.replace(tensors)
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __eq__(self, other):
+        return isinstance(other, _FormKey) and self.key == other.key

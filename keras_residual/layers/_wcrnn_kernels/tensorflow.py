@@ -1,23 +1,30 @@
-"""Fused WCRNN recurrence for TensorFlow.
+"""Fused WCRNN recurrence for TensorFlow: one `tf.while_loop`, with a
+hand-written backward pass.
 
-For a fixed linear residual and an activation with a known derivative the
-recurrence is a `tf.custom_gradient` whose forward and backward are each one
-XLA-compiled `tf.while_loop` (per configuration, reused across calls):
+For a fixed residual and an activation with a known derivative the
+recurrence is a `tf.custom_gradient`: the forward loop keeps every state and
+activation, the backward loop carries only the state's gradient, and the
+recurrent kernel's gradient is one `(T*B, N)^T (T*B, N)` product after the
+loop. Both loops run `_wcrnn_step` (the step and its backward pass, written
+once with `keras.ops`). A trainable residual, or an activation without a
+known derivative, runs one `tf.while_loop` with TensorFlow's autodiff through
+it.
 
-Forward, per step:   a = xp_t + h @ W;  y = sigma(a);  h' = rho(h) + c y
-Backward, per step:  g += dL/dh_t;  da = g * c sigma'(a);
-                     g = rho^T(g) + da @ W^T
-and dL/dW = sum_t h_t^T da_t as one matmul after the loop.
-
-Other configurations (a trainable or nonlinear residual, another
-activation) run one `tf.while_loop` with TensorFlow's autodiff through it.
+The loops are plain graph ops, so inside Keras' compiled train step (XLA by
+default: `jit_compile="auto"`) they are compiled with the rest of the step,
+as `keras.layers.SimpleRNN`'s loop is: no nested compiled function, no
+boundary a TensorList must cross. Called eagerly (outside any
+`tf.function`), the recurrence runs as one cached `tf.function` per
+configuration instead of op by op.
 """
 
 import tensorflow as tf
 
 from keras_residual import _activations
 from keras_residual import residuals as residuals_lib
+from keras_residual.layers import _wcrnn_step
 
+_EAGER = {}
 _COMPILED = {}
 
 
@@ -25,61 +32,46 @@ def supports(activation, residual, residual_trainable):
     return True
 
 
-def _custom_supported(activation, residual, residual_trainable):
-    if _activations.derivative(activation) is None:
-        return False
-    return residual is None or (residual.linear and not residual_trainable)
-
-
 def _time_major(xp, go_backwards):
     xs = tf.transpose(xp, (1, 0, 2))
     return tf.reverse(xs, axis=[0]) if go_backwards else xs
 
 
-def _forward(xs, h0, W, params, coupling, activation, kind, phi, keep_pre):
-    """Run the recurrence; returns all states (T+1, B, N) and, if keep_pre,
-    all sigma(a_t) (T, B, N)."""
-    form = (kind,) + tuple(params)
+def _forward(xs, h0, W, coupling, activation, form, keep):
+    """All states (T+1, B, N) and, if `keep`, all activations (T, B, N)."""
     steps = tf.shape(xs)[0]
     inputs = tf.TensorArray(xs.dtype, size=steps, element_shape=h0.shape).unstack(xs)
     states = tf.TensorArray(xs.dtype, size=steps + 1, element_shape=h0.shape).write(0, h0)
-    ys = tf.TensorArray(xs.dtype, size=steps if keep_pre else 0, element_shape=h0.shape)
+    ys = tf.TensorArray(xs.dtype, size=steps if keep else 0, element_shape=h0.shape)
 
     def body(t, h, states, ys):
-        y = activation(inputs.read(t) + tf.matmul(h, W))
-        h_new = coupling * y
-        if kind != "none":
-            h_new = residuals_lib.apply_linear_form(form, phi(h) if phi else h) + h_new
+        h_new, y = _wcrnn_step.step(inputs.read(t), h, W, coupling, activation, form)
         h_new = tf.ensure_shape(h_new, h.shape)
-        if keep_pre:
+        if keep:
             ys = ys.write(t, y)
         return t + 1, h_new, states.write(t + 1, h_new), ys
 
     _, _, states, ys = tf.while_loop(
         lambda t, *_: t < steps, body, (tf.constant(0), h0, states, ys),
-        maximum_iterations=steps, parallel_iterations=32,
+        maximum_iterations=steps,
     )
-    return states.stack(), (ys.stack() if keep_pre else None)
+    return states.stack(), (ys.stack() if keep else None)
 
 
-def _backward(grad_hs, hs, ys, W, params, coupling, derivative, kind):
-    form = (kind,) + tuple(params)
+def _backward(grad_hs, hs, ys, W, coupling, derivative, form):
+    """(dL/dxs, dL/dh0, dL/dW) from the gradients of all states (T+1, B, N)."""
     steps = tf.shape(ys)[0]
-    # Each known derivative is a function of y = sigma(a) alone (relu: y > 0).
-    slope = coupling * derivative(ys, ys)
-    w_t = tf.transpose(W)
     grad_a = tf.TensorArray(ys.dtype, size=steps, element_shape=ys.shape[1:])
 
     def body(i, g, grad_a):
         t = steps - 1 - i
-        da = g * slope[t]
-        back = 0.0 if kind == "none" else residuals_lib.apply_linear_form_transpose(form, g)
-        g_new = tf.ensure_shape(back + tf.matmul(da, w_t) + grad_hs[t], g.shape)
-        return i + 1, g_new, grad_a.write(t, da)
+        g_prev, da = _wcrnn_step.backward(g, hs[t], ys[t], W, coupling, derivative, form)
+        g_prev = tf.ensure_shape(g_prev + grad_hs[t], g.shape)
+        return i + 1, g_prev, grad_a.write(t, da)
 
     _, g0, grad_a = tf.while_loop(
         lambda i, *_: i < steps, body, (tf.constant(0), grad_hs[steps], grad_a),
-        maximum_iterations=steps, parallel_iterations=32,
+        maximum_iterations=steps,
     )
     grad_a = grad_a.stack()
     units = tf.shape(W)[0]
@@ -88,64 +80,79 @@ def _backward(grad_hs, hs, ys, W, params, coupling, derivative, kind):
     return grad_a, g0, grad_w
 
 
-def _custom(key):
-    """The compiled custom-gradient recurrence for one configuration."""
+def _compiled(config, form):
+    """The XLA-compiled forward and backward loops of one configuration."""
+    coupling, activation, derivative, _ = config
+    key = (coupling, activation, derivative, type(form), getattr(form, "activation", None))
     if key not in _COMPILED:
-        coupling, activation, kind, go_backwards = key
-        derivative = _activations.derivative(activation)
-        forward = tf.function(
-            lambda xs, h0, W, *params: _forward(xs, h0, W, params, coupling, activation, kind,
-                                                None, True),
-            jit_compile=True, reduce_retracing=True,
+        form_type = form
+
+        def forward(xs, h0, W, *tensors):
+            return _forward(xs, h0, W, coupling, activation, form_type.replace(tensors),
+                            keep=derivative is not None)
+
+        def backward(grad_hs, hs, ys, W, *tensors):
+            return _backward(grad_hs, hs, ys, W, coupling, derivative, form_type.replace(tensors))
+
+        _COMPILED[key] = tuple(
+            _quiet(tf.function(f, jit_compile=True, reduce_retracing=True))
+            for f in (forward, backward)
         )
-        backward = tf.function(
-            lambda grad_hs, hs, ys, W, *params: _backward(grad_hs, hs, ys, W, params, coupling,
-                                                          derivative, kind),
-            jit_compile=True, reduce_retracing=True,
-        )
-
-        def run(xp, h0, W, *params):
-            @tf.custom_gradient
-            def fused(xp, h0, W):
-                hs, ys = forward(_time_major(xp, go_backwards), h0, W, *params)
-
-                def grad(grad_hs):
-                    grad_a, g0, grad_w = backward(grad_hs, hs, ys, W, *params)
-                    grad_xp = tf.transpose(grad_a, (1, 0, 2))
-                    if go_backwards:
-                        grad_xp = tf.reverse(grad_xp, axis=[1])
-                    return grad_xp, g0, grad_w
-
-                return hs, grad
-
-            return fused(xp, h0, W)
-
-        # Graph mode around the custom gradient, so TensorFlow never traces a
-        # differentiable variant of the compiled loops (whose TensorLists
-        # cannot leave XLA).
-        _COMPILED[key] = tf.function(run, reduce_retracing=True)
     return _COMPILED[key]
+
+
+def _recurrence(xs, h0, W, tensors, config):
+    """All states (T+1, B, N), with the hand-written gradient when the
+    configuration has a derivative, else TensorFlow's."""
+    coupling, activation, derivative, form = config
+    if derivative is None:
+        return _forward(xs, h0, W, coupling, activation, form.replace(tensors), keep=False)[0]
+    forward, backward = _compiled(config, form)
+
+    @tf.custom_gradient
+    def fused(xs, h0, W):
+        hs, ys = forward(xs, h0, W, *tensors)
+
+        def grad(grad_hs):
+            return backward(grad_hs, hs, ys, W, *tensors)
+
+        return hs, grad
+
+    return fused(xs, h0, W)
 
 
 def wcrnn_scan(xp, h0, recurrent_kernel, coupling, activation, residual,
                go_backwards=False, return_sequences=True, residual_trainable=False):
-    if _custom_supported(activation, residual, residual_trainable):
-        if residual is None:
-            kind, params = "none", ()
-        else:
-            form = residual.linear_form(xp.dtype)
-            kind, params = form[0], tuple(tf.stop_gradient(p) for p in form[1:])
-        run = _custom((float(coupling), activation, kind, bool(go_backwards)))
-        # Plain tensors in: tf.custom_gradient must not see variable reads.
-        hs = run(tf.identity(xp), tf.identity(h0), tf.identity(recurrent_kernel), *params)
+    form = residuals_lib.form_of(residual, xp.dtype)
+    derivative = _activations.derivative(activation)
+    custom = derivative is not None and not (residual_trainable and form.tensors)
+    tensors = tuple(tf.stop_gradient(t) for t in form.tensors) if custom else form.tensors
+    config = (float(coupling), activation, derivative if custom else None, form)
+    xs = _time_major(xp, go_backwards)
+    if tf.executing_eagerly():
+        hs = _eager(config, len(tensors))(xs, h0, recurrent_kernel, *tensors)
     else:
-        phi, base = (None, residual)
-        if residual is not None and not residual.linear:  # rho(h) = base(phi(h))
-            phi, base = residual.activation, residual.base
-        kind = "none" if base is None else None
-        form = ("none",) if base is None else base.linear_form(xp.dtype)
-        hs, _ = _forward(_time_major(xp, go_backwards), h0, recurrent_kernel, form[1:],
-                         float(coupling), activation, kind or form[0], phi, False)
+        hs = _recurrence(xs, h0, recurrent_kernel, tensors, config)
     h_last = hs[-1]
     outputs = tf.transpose(hs[1:], (1, 0, 2)) if return_sequences else None
     return h_last, outputs, h_last
+
+
+def _eager(config, count):
+    """A cached graph-mode `tf.function` of the recurrence for eager calls."""
+    coupling, activation, derivative, form = config
+    key = (coupling, activation, derivative, type(form), getattr(form, "activation", None), count)
+    if key not in _EAGER:
+        _EAGER[key] = _quiet(tf.function(
+            lambda xs, h0, W, *tensors: _recurrence(xs, h0, W, tensors, config),
+            reduce_retracing=True,
+        ))
+    return _EAGER[key]
+
+
+def _quiet(function):
+    # Each configuration gets its own function, cached here, so first calls
+    # trace by design: no "frequent retracing" warning.
+    if hasattr(function, "_omit_frequent_tracing_warning"):
+        function._omit_frequent_tracing_warning = True
+    return function

@@ -1,0 +1,66 @@
+"""One step of a weakly coupled residual RNN, its tangent and its backward pass.
+
+Written once, with `keras.ops`, for every place that steps a WCRNN: the cell
+(`WCRNNCell.call`, `WCRNNCell.tangent`), the fused kernels (the JAX and
+TensorFlow loops and their hand-written backward passes) and, through the
+cell's tangent, the Lyapunov code. In Keras' row convention, with `xp` the
+input projection `x_t @ U + b`, `W` the recurrent kernel and `form` the
+residual's form (`kr.residuals.ResidualForm`):
+
+    a_t = xp_t + h_{t-1} @ W
+    y_t = sigma(a_t)
+    h_t = rho(h_{t-1}) + coupling * y_t                                 (step)
+
+    J_t Q = J_rho(h_{t-1}) Q + coupling * diag(sigma'(a_t)) (W^T Q)    (tangent)
+
+    da_t      = g * coupling * sigma'(a_t)                              (backward,
+    g_{t-1}   = g @ J_rho(h_{t-1}) + da_t @ W^T                          g = dL/dh_t)
+
+sigma' is evaluated from the activation alone, `derivative(y, y)`: each
+activation with a known derivative (tanh, sigmoid, relu, linear; see
+`keras_residual._activations`) has one that is a function of `y = sigma(a)`
+(relu: `y > 0`), so the loops keep `y` and never `a`.
+"""
+
+from keras import ops
+
+from keras_residual import _ops
+
+
+def step(xp, h, recurrent_kernel, coupling, activation, form, recurrent_input=None):
+    """`(h_t, y_t)`: the new state and the activation `sigma(a_t)`.
+
+    `recurrent_input` replaces `h` in `h @ W` (the cell's recurrent dropout
+    drops the state entering `W`, never the residual path).
+    """
+    recurrent_input = h if recurrent_input is None else recurrent_input
+    y = activation(xp + _ops.matmul(recurrent_input, recurrent_kernel))
+    if form.is_zero:
+        return coupling * y, y
+    return form.apply(h) + coupling * y, y
+
+
+def tangent(Q, h, y, recurrent_kernel, coupling, derivative, form, input_tangent=None):
+    """`J_t Q` for column blocks `Q` (batch, N, k) at the step from `h`.
+
+    `y` is the step's activation (sigma' is evaluated from it, as in
+    `backward`). `input_tangent` (batch, N, k), when given, is the projected
+    input perturbation `U^T X` of a perturbation `X` of the inputs (stacked
+    cells), added to `W^T Q` before the slope.
+    """
+    product = ops.einsum("mi,bmk->bik", recurrent_kernel, Q)
+    if input_tangent is not None:
+        product = product + input_tangent
+    Z = (coupling * derivative(y, y))[:, :, None] * product
+    if form.is_zero:
+        return Z
+    return Z + form.apply_columns(Q, h)
+
+
+def backward(g, h, y, recurrent_kernel, coupling, derivative, form):
+    """`(g_{t-1}, da_t)` from `g = dL/dh_t` (the state's total gradient)."""
+    da = g * (coupling * derivative(y, y))
+    back = _ops.matmul(da, ops.transpose(recurrent_kernel))
+    if form.is_zero:
+        return back, da
+    return back + form.apply_transpose(g, h), da
