@@ -46,7 +46,7 @@ def _parse(argv=None):
     parser.add_argument("--units", type=int, default=128)
     parser.add_argument("--steps", type=int, default=784)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--models", default="wcrnn,lstm")
+    parser.add_argument("--models", default="wcrnn,lstm,gru,simple_rnn")
     parser.add_argument("--no-float64", action="store_true", help="skip the dtype='float64' runs")
     parser.add_argument("--qr-method", default="auto", help="qr_method of lyapunov_spectrum")
     parser.add_argument("--qr-intervals", default="1,auto",
@@ -102,8 +102,23 @@ def _models(names, units):
                 kernel_initializer=keras.initializers.GlorotUniform(seed=1),
                 recurrent_initializer=keras.initializers.Orthogonal(seed=2),
             )
+        elif name == "gru":
+            yield "GRU", units, keras.layers.GRU(
+                units,
+                kernel_initializer=keras.initializers.GlorotUniform(seed=1),
+                recurrent_initializer=keras.initializers.Orthogonal(seed=2),
+            )
+        elif name == "simple_rnn":
+            # The Elman net of the peer comparison: recurrent gain 1.5.
+            yield "SimpleRNN", units, keras.layers.SimpleRNN(
+                units,
+                kernel_initializer=keras.initializers.GlorotUniform(seed=1),
+                recurrent_initializer=keras.initializers.Orthogonal(gain=1.5, seed=2),
+            )
         else:
-            raise SystemExit(f"--models: unknown model {name!r}; allowed: wcrnn, lstm")
+            raise SystemExit(
+                f"--models: unknown model {name!r}; allowed: wcrnn, lstm, gru, simple_rnn"
+            )
 
 
 def spectrum_speed(args):

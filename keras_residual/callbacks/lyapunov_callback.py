@@ -1,42 +1,25 @@
 """LyapunovCallback: the Lyapunov spectrum of a model's RNN during `fit`."""
 
-import math
+import inspect
+import os
 import warnings
 
 import keras
 import numpy as np
 
+from keras_residual import _validation as check
+from keras_residual.callbacks import _feature_path
+from keras_residual.callbacks._recurrent_probe import RecurrentProbeCallback
 from keras_residual.dynamics import lyapunov as lyapunov_lib
 
 
 def recurrent_layers(model):
     """Every `keras.layers.RNN` inside a model (nested models and wrappers
     such as `Bidirectional` included), in depth-first order."""
-    found, seen = [], set()
-
-    def visit(layer):
-        if id(layer) in seen:
-            return
-        seen.add(id(layer))
-        if isinstance(layer, keras.layers.RNN):
-            found.append(layer)
-            return
-        children = []
-        if isinstance(layer, keras.layers.Bidirectional):
-            children = [layer.forward_layer, layer.backward_layer]
-        elif hasattr(layer, "layer") and isinstance(layer.layer, keras.layers.Layer):
-            children = [layer.layer]
-        elif isinstance(layer, keras.Model) or hasattr(layer, "layers"):
-            children = list(getattr(layer, "layers", []) or [])
-        for child in children:
-            visit(child)
-
-    for layer in getattr(model, "layers", []) or []:
-        visit(layer)
-    return found
+    return [layer for _, layer in _feature_path.recurrent_entries(model)]
 
 
-class LyapunovCallback(keras.callbacks.Callback):
+class LyapunovCallback(RecurrentProbeCallback):
     """Tracks the Lyapunov spectrum of a model's recurrent layer during `fit`.
 
     Before training (recorded as epoch -1) and at the end of every
@@ -57,41 +40,97 @@ class LyapunovCallback(keras.callbacks.Callback):
     overflows gives non-finite figures (with a warning), never an exception
     inside `fit`.
 
+    The probe is a batch of the model's own inputs (token ids for a model
+    that starts with an `Embedding`, a list or dict of arrays for a model
+    with several inputs). At every measurement it goes through all the
+    layers before the recurrent one, in the model and in every Functional or
+    Sequential sub-model that encloses it (nested to any depth), in
+    inference mode: the recurrent layer receives exactly what it receives in
+    `model.predict`, including the initial state the model gives it. A
+    probe the model does not accept, one whose steps the model masks (the
+    spectrum cannot skip steps), and a recurrent layer whose inputs cannot
+    be traced from the model's inputs (inside a subclassed model or a
+    wrapper other than `Bidirectional`, or called at several places) raise
+    an error from `on_train_begin`, before the first epoch, saying so; then
+    pass the recurrent layer's own inputs with `probe_is_layer_input=True`.
+
+    When a `keras.callbacks.TensorBoard` callback takes part in the same
+    `fit`, every measurement is also written to its log directory's `train`
+    run (beside the loss), at step = epoch (-1 before training): scalars
+    `{prefix}/max`, `{prefix}/mean`, `{prefix}/ky_dim` and a histogram
+    `{prefix}/exponents` of the spectrum. Keras 3 gives a callback no public
+    handle on the other callbacks of a `fit`, so with `tensorboard="auto"`
+    the callback looks for one in the `keras.callbacks.CallbackList` that
+    calls its `on_train_begin`; pass `tensorboard=` to say which explicitly.
+    Writing needs TensorFlow (under any Keras backend), not the
+    `tensorboard` package.
+
     Args:
-        probe_inputs: `(batch, timesteps, features)` array of model inputs
-            that drive the network (a few sequences are enough: 8 to 32).
-            When the recurrent layer is not the first layer of a functional
-            or Sequential model, they go through the layers before it.
+        probe_inputs: a batch of model inputs that drive the network (a few
+            sequences are enough: 8 to 32): an array or tensor of any rank
+            and dtype the model accepts, or a list or dict of them for a
+            model with several inputs. With `probe_is_layer_input=True`,
+            a `(batch, timesteps, features)` array given to the recurrent
+            layer as it is.
         layer: the recurrent layer: `None` (found automatically when the
-            model has exactly one `keras.layers.RNN`), its name, or the
-            layer itself.
+            model has exactly one `keras.layers.RNN`, nested models and
+            `Bidirectional` included), its name, its path when several
+            recurrent layers share a name (e.g. `"encoder/lstm"`), or the
+            layer itself. The two directions of a `Bidirectional` are
+            `"forward_<name>"` and `"backward_<name>"` (the backward one
+            runs time-reversed, as in the model). The names an error lists
+            are the names this argument takes.
         num_exponents: k, as in `lyapunov_spectrum` (`None`: all).
-        warmup: steps before accumulating, `0 <= warmup < timesteps`.
+        warmup: steps before accumulating, `0 <= warmup < timesteps` (the
+            timesteps of the recurrent layer's inputs).
         qr_interval: steps between re-orthonormalisations, or `"auto"`
             (default here, unlike `lyapunov_spectrum`: it keeps the callback
             within a few percent of an epoch; exact in exact arithmetic, and
             it falls back to a QR every step when the spectrum is wide).
         every_n_epochs: compute every this many epochs (>= 1).
         prefix: prefix of the log keys (a non-empty string).
-        initial_state, seed, dtype: as in `lyapunov_spectrum`.
+        initial_state: as in `lyapunov_spectrum`; `None` uses the initial
+            state the model gives the layer (zeros when it gives none). It
+            cannot be combined with a model that gives one.
+        seed, dtype: as in `lyapunov_spectrum`.
         verbose: 1 prints the spectrum's summary at each evaluation.
+        probe_is_layer_input: `True` when `probe_inputs` are the recurrent
+            layer's own inputs, `(batch, timesteps, features)`, rather than
+            the model's (for models whose graph cannot be followed, such as
+            subclassed models).
+        tensorboard: `"auto"` (write to the log directory of a
+            `keras.callbacks.TensorBoard` callback of the same `fit`, if
+            there is one), a `keras.callbacks.TensorBoard` callback, a log
+            directory (written under its `train` subdirectory, as
+            `TensorBoard(log_dir)` writes), or `None` (no TensorBoard).
 
     Attributes:
         spectra: `(evaluations, k)` NumPy array, one sorted spectrum per row.
         epochs: the epoch of each row (-1 is before training).
         results: the `LyapunovSpectrum` objects.
+        layer_inputs: what the recurrent layer received at the last
+            measurement (`sequences`, `initial_state`, `mask`), or `None`.
 
     Example:
 
-    >>> model = keras.Sequential([
-    ...     keras.Input((784, 1)),
-    ...     kr.layers.WCRNN(64, residual=kr.residuals.Rotational(angle=2 * np.pi / 28)),
-    ...     keras.layers.Dense(10, activation="softmax")])
+    >>> rng = np.random.default_rng(0)
+    >>> tokens = rng.integers(1, 20, size=(32, 30))  # (batch, T) token ids
+    >>> labels = rng.integers(0, 2, size=(32,))
+    >>> inputs = keras.Input((30,), dtype="int32")
+    >>> embedded = keras.layers.Embedding(20, 4)(inputs)
+    >>> body = keras.Sequential([keras.Input((30, 4)), keras.layers.Dense(4),
+    ...                          kr.layers.WCRNN(8, name="memory")])
+    >>> outputs = keras.layers.Dense(2, activation="softmax")(body(embedded))
+    >>> model = keras.Model(inputs, outputs)
     >>> model.compile("adam", "sparse_categorical_crossentropy")
-    >>> callback = kr.callbacks.LyapunovCallback(x_train[:16])
-    >>> history = model.fit(x_train, y_train, epochs=5, callbacks=[callback])
-    >>> history.history["lyapunov_max"]      # one float per epoch
-    >>> callback.spectra.shape               # (6, 64): epochs -1, 0, ..., 4
+    >>> callback = kr.callbacks.LyapunovCallback(tokens[:8], num_exponents=4)
+    >>> history = model.fit(tokens, labels, epochs=1, verbose=0, callbacks=[callback])
+    >>> len(history.history["lyapunov_max"])  # one float per epoch
+    1
+    >>> callback.spectra.shape, callback.epochs.tolist()  # before training, epoch 0
+    ((2, 4), [-1, 0])
+    >>> callback.layer_inputs.sequences.shape  # Embedding, then Dense: what WCRNN gets
+    (8, 30, 4)
     """
 
     def __init__(
@@ -107,45 +146,29 @@ class LyapunovCallback(keras.callbacks.Callback):
         seed=None,
         dtype=None,
         verbose=0,
+        probe_is_layer_input=False,
+        tensorboard="auto",
     ):
-        super().__init__()
-        probe = np.asarray(keras.ops.convert_to_numpy(probe_inputs))
-        if probe.ndim != 3 or min(probe.shape) == 0:
-            raise ValueError(
-                "Argument `probe_inputs` must be a non-empty (batch, timesteps, features) "
-                f"array; received shape {probe.shape}."
-            )
-        steps = probe.shape[1]
-        if layer is not None and not isinstance(layer, (str, keras.layers.Layer)):
-            raise TypeError(
-                "Argument `layer` must be None, a layer name or a keras.layers.RNN layer; "
-                f"received {layer!r} of type {type(layer).__name__}."
-            )
-        if num_exponents is not None:
-            lyapunov_lib._check_int("num_exponents", num_exponents, 1, None, "None or an integer >= 1")
-        lyapunov_lib._check_int(
-            "warmup", warmup, 0, steps - 1, f"an integer in [0, timesteps - 1 = {steps - 1}]"
+        super().__init__(probe_inputs, layer, probe_is_layer_input)
+        settings = lyapunov_lib.check_settings(
+            num_exponents, warmup, qr_interval, seed, dtype, steps=self.probe_steps
         )
-        if qr_interval != "auto":
-            lyapunov_lib._check_int("qr_interval", qr_interval, 1, None, 'an integer >= 1 or "auto"')
-        lyapunov_lib._check_int("every_n_epochs", every_n_epochs, 1, None, "an integer >= 1")
-        if not isinstance(prefix, str) or not prefix:
-            raise ValueError(f"Argument `prefix` must be a non-empty string; received prefix={prefix!r}.")
-        self.probe_inputs = probe
-        self.layer = layer
-        self.num_exponents = num_exponents
-        self.warmup = warmup
-        self.qr_interval = qr_interval
-        self.every_n_epochs = every_n_epochs
-        self.prefix = prefix
+        self.every_n_epochs = check.positive_int("every_n_epochs", every_n_epochs)
+        self.prefix = check.string("prefix", prefix)
+        self.verbose = (
+            int(verbose) if isinstance(verbose, bool)
+            else check.integer("verbose", verbose, minimum=0)
+        )
+        self.tensorboard = _check_tensorboard(tensorboard)
+        self.num_exponents = settings["num_exponents"]
+        self.warmup = settings["warmup"]
+        self.qr_interval = settings["qr_interval"]
         self.initial_state = initial_state
         self.seed = seed
-        self.dtype = dtype
-        self.verbose = verbose
+        self.dtype = settings["dtype"]
         self.results = []
         self._epochs = []
-        self._rnn = None
-        self._feature_model = None
+        self._writer = None
         self._last_logs = None
 
     # ------------------------------------------------------------------ state
@@ -161,66 +184,34 @@ class LyapunovCallback(keras.callbacks.Callback):
         """The epoch of each row of `spectra` (-1: before training)."""
         return np.asarray(self._epochs, dtype="int64")
 
-    # ------------------------------------------------------------------ layer
-    def _find_layer(self):
-        model = self.model
-        if isinstance(self.layer, keras.layers.Layer):
-            layer = self.layer
-        elif isinstance(self.layer, str):
-            try:
-                layer = model.get_layer(self.layer)
-            except ValueError as error:
-                names = [l.name for l in recurrent_layers(model)]
-                raise ValueError(
-                    f"LyapunovCallback: the model has no layer named {self.layer!r}; its "
-                    f"recurrent layers are {names}."
-                ) from error
-        else:
-            candidates = recurrent_layers(model)
-            if len(candidates) != 1:
-                names = [l.name for l in candidates]
-                raise ValueError(
-                    f"LyapunovCallback needs exactly one recurrent layer (keras.layers.RNN) in "
-                    f"the model, or `layer=`; model {model.name!r} has {len(candidates)}: "
-                    f"{names}. Pass layer=<one of these names>."
-                )
-            layer = candidates[0]
-        if not isinstance(layer, keras.layers.RNN) and not hasattr(layer, "state_size"):
-            raise TypeError(
-                f"LyapunovCallback: layer {layer.name!r} ({type(layer).__name__}) is not a "
-                "recurrent layer (keras.layers.RNN) or an RNN cell."
+    def _check_spectrum_inputs(self, layer_inputs):
+        """What the spectrum adds to the layer's inputs: one initial state,
+        and a warmup shorter than the layer's sequences."""
+        rnn = self._rnn
+        if layer_inputs.initial_state is not None and self.initial_state is not None:
+            raise ValueError(
+                f"LyapunovCallback: the model gives layer {rnn.name!r} its initial state "
+                "(initial_state= in its call), which the callback uses; drop the callback's "
+                "`initial_state`, or pass the layer's own inputs with "
+                "probe_is_layer_input=True to choose the initial state yourself."
             )
-        return layer
-
-    def _layer_inputs(self):
-        """The probe, mapped through the layers before the recurrent one."""
-        if self._feature_model is False:
-            return self.probe_inputs
-        if self._feature_model is None:
-            self._feature_model = False
-            try:
-                layer_input = self._rnn.input
-                model_inputs = self.model.inputs
-            except (AttributeError, ValueError):
-                return self.probe_inputs
-            if not model_inputs or any(layer_input is i for i in model_inputs):
-                return self.probe_inputs
-            try:
-                inputs = model_inputs[0] if len(model_inputs) == 1 else model_inputs
-                self._feature_model = keras.Model(inputs, layer_input)
-            except Exception:  # noqa: BLE001 (not a functional graph: use the probe as is)
-                return self.probe_inputs
-        return keras.ops.convert_to_numpy(self._feature_model(self.probe_inputs, training=False))
+        lyapunov_lib.check_settings(
+            self.num_exponents, self.warmup, self.qr_interval, self.seed, self.dtype,
+            steps=layer_inputs.sequences.shape[1],
+        )
 
     # ------------------------------------------------------------------ work
     def _compute(self):
+        layer_inputs = self._layer_inputs()
+        self.layer_inputs = layer_inputs
+        initial_state = layer_inputs.initial_state
         return lyapunov_lib.lyapunov_spectrum(
             self._rnn,
-            self._layer_inputs(),
+            layer_inputs.sequences,
             num_exponents=self.num_exponents,
             warmup=self.warmup,
             qr_interval=self.qr_interval,
-            initial_state=self.initial_state,
+            initial_state=self.initial_state if initial_state is None else initial_state,
             seed=self.seed,
             dtype=self.dtype,
         )
@@ -234,6 +225,7 @@ class LyapunovCallback(keras.callbacks.Callback):
             f"{self.prefix}_ky_dim": spectrum.kaplan_yorke_dimension,
         }
         self._last_logs = values
+        self._write_tensorboard(epoch, spectrum)
         if self.verbose:
             print(
                 f"LyapunovCallback epoch {epoch}: max {spectrum.max:.4f}, mean "
@@ -242,11 +234,74 @@ class LyapunovCallback(keras.callbacks.Callback):
             )
         return values
 
+    # ------------------------------------------------------------- tensorboard
+    def _tensorboard_dir(self):
+        board = self.tensorboard
+        if board is None:
+            return None
+        if isinstance(board, str) and board == "auto":
+            boards = [
+                c for c in _calling_callbacks(self) if isinstance(c, keras.callbacks.TensorBoard)
+            ]
+            if not boards:
+                return None
+            board = boards[0]
+        if isinstance(board, keras.callbacks.TensorBoard):
+            return os.path.join(str(board.log_dir), "train")
+        return os.path.join(os.fspath(board), "train")
+
+    def _open_tensorboard(self):
+        self._writer = None
+        log_dir = self._tensorboard_dir()
+        if log_dir is None:
+            return
+        try:
+            self._writer = _SummaryWriter(log_dir, self.prefix)
+        except ImportError as error:
+            if self.tensorboard == "auto":
+                warnings.warn(
+                    f"LyapunovCallback: not writing to TensorBoard ({error}).",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                return
+            raise ImportError(
+                f"LyapunovCallback(tensorboard={self.tensorboard!r}) writes with tf.summary, "
+                "which needs TensorFlow (pip install tensorflow-cpu); pass tensorboard=None "
+                "to write nothing."
+            ) from error
+
+    def _write_tensorboard(self, epoch, spectrum):
+        if self._writer is None:
+            return
+        try:
+            self._writer.write(epoch, spectrum)
+        except Exception as error:  # noqa: BLE001 (never break `fit`)
+            warnings.warn(
+                f"LyapunovCallback: writing to TensorBoard failed ({error!r}); not writing "
+                "there for the rest of this fit.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            self._close_tensorboard()
+
+    def _close_tensorboard(self):
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                writer.close()
+            except Exception:  # noqa: BLE001 (closing must not break `fit`)
+                pass
+
+    # ---------------------------------------------------------------- hooks
     def on_train_begin(self, logs=None):
-        self._rnn = self._find_layer()
-        self._feature_model = None
         # Configuration errors surface here, before any epoch runs.
+        self._check_spectrum_inputs(self._attach())
+        self._open_tensorboard()
         self._record(-1, self._compute())
+
+    def on_train_end(self, logs=None):
+        self._close_tensorboard()
 
     def on_epoch_end(self, epoch, logs=None):
         last = self.params.get("epochs") if self.params else None
@@ -262,18 +317,119 @@ class LyapunovCallback(keras.callbacks.Callback):
                     stacklevel=2,
                 )
                 k = self.results[-1].num_exponents if self.results else 1
-                values = {
-                    f"{self.prefix}_max": math.nan,
-                    f"{self.prefix}_mean": math.nan,
-                    f"{self.prefix}_ky_dim": math.nan,
-                }
-                self.results.append(_nan_spectrum(self.results[-1] if self.results else None, k))
-                self._epochs.append(epoch)
-                self._last_logs = values
+                values = self._record(
+                    epoch, _nan_spectrum(self.results[-1] if self.results else None, k)
+                )
         else:
             values = self._last_logs
         if logs is not None:
             logs.update({key: float(value) for key, value in values.items()})
+
+
+# --------------------------------------------------------------------------
+# Helpers
+
+
+def _check_tensorboard(value):
+    if value is None or isinstance(value, keras.callbacks.TensorBoard):
+        return value
+    if isinstance(value, str):
+        return check.string("tensorboard", value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise check.ArgumentTypeError(
+        'Argument `tensorboard` must be "auto", None, a keras.callbacks.TensorBoard callback '
+        f"or a log directory; received tensorboard={value!r} of type {type(value).__name__}."
+    )
+
+
+def _calling_callbacks(callback):
+    """The callbacks of the `fit` that is calling `callback`: those of the
+    `keras.callbacks.CallbackList` found among the callers' frames (Keras 3
+    gives a callback no public handle on its siblings); [] when none is."""
+    frame = inspect.currentframe()
+    try:
+        caller = frame.f_back
+        for _ in range(12):
+            if caller is None:
+                break
+            owner = caller.f_locals.get("self")
+            if isinstance(owner, keras.callbacks.CallbackList) and any(
+                c is callback for c in owner.callbacks
+            ):
+                return list(owner.callbacks)
+            caller = caller.f_back
+        return []
+    finally:
+        del frame, caller
+
+
+class _SummaryWriter:
+    """Writes spectra with `tf.summary` into one log directory: scalars
+    `{prefix}/max`, `/mean`, `/ky_dim` and a histogram `{prefix}/exponents`,
+    in TensorBoard's scalar and histogram (v3) formats. It calls
+    `tf.summary.write` with their metadata itself, so that TensorFlow alone
+    suffices (`tf.summary.scalar` and `histogram` come from the `tensorboard`
+    package)."""
+
+    BUCKETS = 30  # tf.summary.histogram's default
+
+    def __init__(self, log_dir, prefix):
+        import tensorflow as tf
+
+        self.tf = tf
+        self.prefix = prefix
+        self.writer = tf.summary.create_file_writer(log_dir)
+        metadata = tf.compat.v1.SummaryMetadata
+        # DataClass values of tensorboard's summary.proto: 1 scalar, 2 tensor.
+        self.scalar_metadata = metadata(
+            plugin_data=metadata.PluginData(plugin_name="scalars"), data_class=1
+        )
+        self.histogram_metadata = metadata(
+            plugin_data=metadata.PluginData(plugin_name="histograms"), data_class=2
+        )
+
+    def write(self, step, spectrum):
+        tf = self.tf
+        scalars = {
+            "max": spectrum.max,
+            "mean": spectrum.mean,
+            "ky_dim": spectrum.kaplan_yorke_dimension,
+        }
+        # record_if(True): TensorBoard(update_freq=N) turns recording off
+        # between its batch summaries, the end of an epoch included.
+        with self.writer.as_default(), tf.summary.record_if(True):
+            for name, value in scalars.items():
+                tf.summary.write(
+                    f"{self.prefix}/{name}", tf.constant(float(value), tf.float32),
+                    step=int(step), metadata=self.scalar_metadata,
+                )
+            buckets = _histogram_buckets(np.asarray(spectrum.exponents), self.BUCKETS)
+            if buckets is not None:
+                tf.summary.write(
+                    f"{self.prefix}/exponents", tf.constant(buckets, tf.float64),
+                    step=int(step), metadata=self.histogram_metadata,
+                )
+        self.writer.flush()
+
+    def close(self):
+        self.writer.close()
+
+
+def _histogram_buckets(values, count):
+    """TensorBoard's histogram tensor, rows (left edge, right edge, count),
+    of the finite values; None when there are none."""
+    values = values[np.isfinite(values)].astype("float64")
+    if values.size == 0:
+        return None
+    low, high = float(values.min()), float(values.max())
+    if low == high:
+        edges = np.full((count,), low)
+        counts = np.zeros((count,))
+        counts[-1] = values.size
+        return np.stack([edges, edges, counts], axis=1)
+    counts, edges = np.histogram(values, bins=count, range=(low, high))
+    return np.stack([edges[:-1], edges[1:], counts.astype("float64")], axis=1)
 
 
 def _nan_spectrum(template, k):

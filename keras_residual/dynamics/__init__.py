@@ -7,6 +7,8 @@ from keras_residual.dynamics.lyapunov import kaplan_yorke_dimension
 from keras_residual.dynamics.lyapunov import lyapunov_spectrum
 from keras_residual.dynamics.lyapunov_numpy import lyapunov_spectrum_numpy
 from keras_residual.dynamics.plotting import plot_spectra
+from keras_residual.dynamics.tangents import register_tangent
+from keras_residual.dynamics.tangents import tangent_map
 
 from keras_residual.dynamics.survival import cantelli_lower_bound
 from keras_residual.dynamics.survival import plot_survival

@@ -1,4 +1,4 @@
-"""Lyapunov spectra of recurrent cells (DESIGN.md, section 3).
+"""Lyapunov spectra of recurrent cells: the QR (Benettin) algorithm on any cell.
 
 `lyapunov_spectrum(cell_or_layer, inputs)` runs the standard QR
 (Benettin / Shimada-Nagashima) algorithm along a batch of input-driven
@@ -34,8 +34,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_residual import _activations
+from keras_residual import _validation as check
+from keras_residual._keras_compat import float64_ops
 from keras_residual.dynamics import _lyapunov_backends
+from keras_residual.dynamics import tangents as tangents_lib
 
 _DTYPES = ("float32", "float64")
 _JACOBIANS = ("auto", "analytic", "autodiff")
@@ -69,9 +71,7 @@ def kaplan_yorke_dimension(exponents):
     >>> kr.dynamics.kaplan_yorke_dimension([0.419, -1.623])
     1.258...
     """
-    lam = np.asarray(exponents, dtype="float64").ravel()
-    if lam.size == 0:
-        raise ValueError("Argument `exponents` must not be empty; received an empty array.")
+    lam = check.array("exponents", exponents).astype("float64").ravel()
     if np.any(np.isnan(lam)):
         return float("nan")
     lam = -np.sort(-lam)
@@ -210,7 +210,8 @@ class MapCell(keras.layers.Layer):
     >>> spectrum = kr.dynamics.lyapunov_spectrum(
     ...     cell, np.zeros((8, 3000, 1)), initial_state=np.full((8, 2), 0.1),
     ...     warmup=100, dtype="float64")
-    >>> spectrum.exponents  # about [0.42, -1.62]
+    >>> np.round(spectrum.exponents, 1).tolist()  # Henon: 0.42 and -1.62
+    [0.4, -1.6]
     """
 
     def __init__(self, function, state_size, **kwargs):
@@ -219,11 +220,7 @@ class MapCell(keras.layers.Layer):
                 f"Argument `function` of MapCell must be callable (state, inputs) -> "
                 f"state; received function={function!r}."
             )
-        if isinstance(state_size, bool) or not isinstance(state_size, int) or state_size <= 0:
-            raise ValueError(
-                "Argument `state_size` of MapCell must be a positive integer; "
-                f"received state_size={state_size!r}."
-            )
+        state_size = check.positive_int("state_size", state_size)
         super().__init__(**kwargs)
         self.function = function
         self.state_size = state_size
@@ -248,25 +245,75 @@ class MapCell(keras.layers.Layer):
 # --------------------------------------------------------------------------
 
 
-def _check_int(name, value, low, high=None, allowed=None):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(
-            f"Argument `{name}` must be an integer ({allowed}); received "
-            f"{name}={value!r} of type {type(value).__name__}."
+def check_settings(
+    num_exponents=None,
+    warmup=0,
+    qr_interval=1,
+    seed=None,
+    dtype=None,
+    jacobian="auto",
+    qr_method="auto",
+    steps=None,
+    state_size=None,
+):
+    """The validated settings of a spectrum, as a dict (shared by
+    `lyapunov_spectrum` and `LyapunovCallback`).
+
+    `steps` and `state_size`, when known, bound `warmup` and
+    `num_exponents`. `seed=None` becomes 0 (results are deterministic);
+    `dtype` is standardized (`None` stays `None`: the cell's dtype).
+    """
+    if steps is None:
+        warmup = check.integer("warmup", warmup, minimum=0)
+    else:
+        warmup = check.integer(
+            "warmup", warmup, minimum=0, maximum=steps - 1,
+            allowed=f"an integer in [0, timesteps - 1 = {steps - 1}]",
         )
-    value = int(value)
-    if value < low or (high is not None and value > high):
-        raise ValueError(f"Argument `{name}` must be {allowed}; received {name}={value}.")
-    return value
+    if not (isinstance(qr_interval, str) and qr_interval == "auto"):
+        qr_interval = check.integer(
+            "qr_interval", qr_interval, minimum=1, allowed='an integer >= 1 or "auto"'
+        )
+    seed = 0 if seed is None else check.seed("seed", seed)
+    check.one_of("jacobian", jacobian, _JACOBIANS)
+    check.one_of("qr_method", qr_method, _QR_METHODS)
+    if dtype is not None:
+        try:
+            dtype = keras.backend.standardize_dtype(dtype)
+        except Exception:  # noqa: BLE001 (reported below)
+            pass
+        check.one_of("dtype", dtype, _DTYPES + (None,))
+    if num_exponents is not None:
+        if state_size is None:
+            num_exponents = check.integer("num_exponents", num_exponents, minimum=1, allow_none=True)
+        else:
+            num_exponents = check.integer(
+                "num_exponents", num_exponents, minimum=1, maximum=state_size,
+                allowed=f"None or an integer in [1, state size = {state_size}]",
+            )
+    return {
+        "num_exponents": num_exponents,
+        "warmup": warmup,
+        "qr_interval": qr_interval,
+        "seed": seed,
+        "dtype": dtype,
+        "jacobian": jacobian,
+        "qr_method": qr_method,
+    }
 
 
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"Argument `{name}` must be one of {choices}; received {name}={value!r}.")
-    return value
+def check_inputs(name, inputs):
+    """A non-empty numeric `(batch, timesteps, features)` NumPy array."""
+    x = np.asarray(ops.convert_to_numpy(inputs)) if inputs is not None else None
+    if x is not None and x.ndim == 2:
+        raise ValueError(
+            f"Argument `{name}` must have rank 3 (batch, timesteps, features); received "
+            f"shape {x.shape} (rank 2). Add a feature axis: {name}[..., None]."
+        )
+    return check.array(name, inputs, ndim=3)
 
 
-def _resolve_cell(cell_or_layer):
+def resolve_cell(cell_or_layer):
     """(cell, go_backwards) from an RNN layer or a cell."""
     if isinstance(cell_or_layer, keras.Model):
         raise TypeError(
@@ -287,7 +334,7 @@ def _resolve_cell(cell_or_layer):
     )
 
 
-def _state_sizes(cell):
+def state_sizes(cell):
     structure = cell.state_size
     flat = keras.tree.flatten(structure)
     if not flat or not all(isinstance(s, (int, np.integer)) and s > 0 for s in flat):
@@ -348,72 +395,67 @@ _AUTO_LIMITS = {"spread": 4.0, "growth": 20.0}
 _AUTO_MAX_INTERVAL = 64
 
 
-def _is_structured_wcrnn(cell):
-    from keras_residual.layers.wcrnn_cell import WCRNNCell
+def _when(pred, true_fn, false_fn):
+    """`true_fn()` if `pred` else `false_fn()`: Python control flow in an
+    eager loop (pred a Python bool), `ops.cond` in a traced one."""
+    if isinstance(pred, (bool, np.bool_)):
+        return true_fn() if pred else false_fn()
+    return ops.cond(pred, true_fn, false_fn)
 
-    return (
-        type(cell) is WCRNNCell
-        and cell.has_analytic_jacobian
-        and (cell.residual is None or cell.residual.linear)
+
+def _choose(pred, a, b):
+    """`a` if `pred` else `b`, elementwise for a traced `pred`."""
+    if isinstance(pred, (bool, np.bool_)):
+        return a if pred else b
+    return ops.where(pred, a, b)
+
+
+def _qr_due(t, next_qr, warmup, steps, qr_interval):
+    """The QR schedule: whether step t ends with a QR. Python operators, so
+    the same code serves Python integers (the eager loop) and tensors."""
+    due = (t >= next_qr) if qr_interval == "auto" else (t % qr_interval == 0)
+    return due | (t == warmup) | (t == steps)
+
+
+def _next_interval(log_d, elapsed, dtype):
+    """Steps until the next QR for qr_interval="auto": the columns of Q may
+    grow apart by at most exp(spread) and any column by exp(growth)."""
+    elapsed = ops.cast(elapsed, dtype)
+    spread = ops.max(ops.max(log_d, axis=-1) - ops.min(log_d, axis=-1)) / elapsed
+    growth = ops.max(ops.abs(log_d)) / elapsed
+    tiny = ops.cast(1e-12, dtype)
+    q = ops.minimum(
+        _AUTO_LIMITS["spread"] / ops.maximum(spread, tiny),
+        _AUTO_LIMITS["growth"] / ops.maximum(growth, tiny),
     )
+    q = ops.where(ops.isfinite(q), ops.clip(ops.floor(q), 1, _AUTO_MAX_INTERVAL), 1)
+    return ops.cast(q, "int32")
 
 
-def _wcrnn_constants(cell, xs, dtype):
-    """What a structured WCRNN step needs, read once per run: the input
-    projection x_t U + b of every step (one product), W, and rho."""
-    def weight(variable):
-        return variable if variable.dtype == dtype else ops.cast(variable, dtype)
+def step_function(
+    cell, structure, sizes, mode, qr_method, qr_interval, backend, qr_dtype, state_gradient=True
+):
+    """`body(carry, x_t, t, warmup, steps) -> carry`, one step of the loop
+    (what `lyapunov_spectrum` compiles, and `kr.layers.LyapunovExponents`
+    scans differentiably; the carry starts as `initial_carry(...)`).
 
-    projected = ops.einsum("tbf,fn->tbn", xs, weight(cell.kernel))
-    if cell.bias is not None:
-        projected = projected + weight(cell.bias)
-    rho = None if cell.residual is None else cell.residual.prepare(dtype)
-    return projected, {"recurrent": weight(cell.recurrent_kernel), "rho": rho}
-
-
-def _wcrnn_step_and_product(cell, projected_t, h, Q, constants, derivative):
-    """(h_t, J_t Q) for a WCRNNCell with a linear residual, without forming J_t:
-
-        a_t     = x_t U + b + h_{t-1} W
-        h_t     = rho(h_{t-1}) + coupling * sigma(a_t)
-        J_t Q   = R Q + coupling * diag(sigma'(a_t)) (W^T Q)
-
-    R Q applies the residual's structured map to the columns of Q (O(S k)
-    for identity, diagonal and rotation residuals) and W^T Q is one matrix
-    product shared by the batch: the same numbers as
-    `(cell(x, h), cell.jacobian(x, h) @ Q)` (the tests check both against
-    the NumPy reference), with a fraction of the operations.
-    """
-    recurrent, rho = constants["recurrent"], constants["rho"]
-    a = projected_t + ops.einsum("bm,mn->bn", h, recurrent)
-    y = cell.activation(a)
-    h_new = cell.coupling * y
-    Z = (cell.coupling * derivative(a, y))[:, :, None] * ops.einsum("mi,bmk->bik", recurrent, Q)
-    if rho is not None:
-        h_new = h_new + rho(h)
-        # rho acts on the last axis: R Q = (rho(Q^T))^T, the columns as rows.
-        Z = Z + ops.transpose(rho(ops.transpose(Q, (0, 2, 1))), (0, 2, 1))
-    return h_new, Z
-
-
-def _make_body(cell, structure, sizes, mode, qr_method, qr_interval, backend):
-    """(prepare, body) of the loop.
-
-    `prepare(xs) -> (per-step inputs, constants)` runs once per call of the
-    compiled loop; `body(carry, x_t, t, warmup, steps, constants) -> carry`
-    once per step. The carry is (s, Q, sum of log R_ii, step of the last QR,
-    step of the next QR, number of QRs). On eager backends (torch) t and the
-    three counters are Python integers and the QR schedule is plain Python.
+    The carry is (s, Q, sum of log R_ii, its compensation, step of the last
+    QR, step of the next QR, number of QRs). `J_t Q` comes from the cell's
+    tangent map (`kr.dynamics.tangents`) in mode "analytic", else from the
+    backend's forward-mode autodiff. The logs are summed with Neumaier's
+    compensation, so a long run loses no digits to the running sum. On eager
+    backends (torch) t and the three counters are Python integers; the same
+    code then runs as Python control flow.
     """
     cell_ref = weakref.ref(cell)
     dtype = cell.compute_dtype
     bounds = np.cumsum([0] + sizes)
-    # WCRNNCell with a linear (or no) residual: J Q without forming J.
-    structured = mode == "analytic" and _is_structured_wcrnn(cell)
-    derivative = _activations.derivative(cell.activation) if structured else None
+    tangent = tangents_lib.tangent_map(cell) if mode == "analytic" else None
 
-    def unflatten(s):
-        parts = [s[:, int(a):int(b)] for a, b in zip(bounds[:-1], bounds[1:])]
+    def split(s):
+        return [s[:, int(a):int(b)] for a, b in zip(bounds[:-1], bounds[1:])]
+
+    def pack(parts):
         if isinstance(structure, (int, np.integer)):
             return parts
         return keras.tree.pack_sequence_as(structure, parts)
@@ -429,105 +471,93 @@ def _make_body(cell, structure, sizes, mode, qr_method, qr_interval, backend):
 
     def step_state(s, x):
         kwargs = {"training": False} if takes_training else {}
-        _, new_states = cell_ref().call(x, unflatten(s), **kwargs)
+        _, new_states = cell_ref().call(x, pack(split(s)), **kwargs)
         return flatten(new_states)
 
-    def next_interval(log_d, elapsed):
-        """Steps until the next QR for qr_interval="auto": the columns of Q may
-        grow apart by at most exp(spread) and any column by exp(growth)."""
-        elapsed = ops.cast(elapsed, dtype)
-        spread = ops.max(ops.max(log_d, axis=-1) - ops.min(log_d, axis=-1)) / elapsed
-        growth = ops.max(ops.abs(log_d)) / elapsed
-        tiny = ops.cast(1e-12, dtype)
-        q = ops.minimum(
-            _AUTO_LIMITS["spread"] / ops.maximum(spread, tiny),
-            _AUTO_LIMITS["growth"] / ops.maximum(growth, tiny),
-        )
-        q = ops.where(ops.isfinite(q), ops.clip(ops.floor(q), 1, _AUTO_MAX_INTERVAL), 1)
-        return ops.cast(q, "int32")
-
-    def prepare(xs):
-        if structured:
-            return _wcrnn_constants(cell_ref(), xs, dtype)
-        return xs, {}
-
-    def propagate(s, Q, x, constants):
+    def propagate(s, Q, x):
         """(s_t, J_t Q)."""
-        if structured:
-            return _wcrnn_step_and_product(cell_ref(), x, s, Q, constants, derivative)
-        if mode == "analytic":
-            J = ops.cast(cell_ref().jacobian(x, unflatten(s)), dtype)
-            # einsum, not matmul: keras.ops.matmul demotes float64 to
-            # float32 on torch (keras-team/keras#23704).
-            return step_state(s, x), ops.einsum("bij,bjk->bik", J, Q)
+        if tangent is not None:
+            new_states, Z = tangent(x, split(s), Q)
+            return flatten(new_states), Z
         s_new, Z = backend.tangent_map(lambda v: step_state(v, x), s, Q)
         return s_new, ops.cast(Z, dtype)
 
-    def python_body(carry, x, t, warmup, steps, constants):
-        s, Q, acc, last_qr, next_qr, num_qr = carry
-        s_new, Z = propagate(s, Q, x, constants)
-        if qr_interval == "auto":
-            do_qr = t >= next_qr or t == warmup or t == steps
-        else:
-            do_qr = t % qr_interval == 0 or t == warmup or t == steps
-        if not do_qr:
-            return (ops.cast(s_new, dtype), Z, acc, last_qr, next_qr, num_qr)
-        Q_new, log_d = backend.qr(Z, qr_method)
-        if t > warmup:
-            acc = acc + log_d
-        if qr_interval == "auto":
-            next_qr = t + int(ops.convert_to_numpy(next_interval(log_d, max(t - last_qr, 1))))
-        return (ops.cast(s_new, dtype), Q_new, acc, t, next_qr, num_qr + 1)
+    def body(carry, x, t, warmup, steps):
+        s, Q, acc, comp, last_qr, next_qr, num_qr = carry
+        if not state_gradient:
+            s = ops.stop_gradient(s)
+        s_new, Z = propagate(s, Q, x)
+        do_qr = True if qr_interval == 1 else _qr_due(t, next_qr, warmup, steps, qr_interval)
 
-    def body(carry, x, t, warmup, steps, constants):
-        if isinstance(t, int):
-            return python_body(carry, x, t, warmup, steps, constants)
-        s, Q, acc, last_qr, next_qr, num_qr = carry
-        t = ops.cast(t, "int32")
-        s_new, Z = propagate(s, Q, x, constants)
-        if qr_interval == 1:
-            Q_new, log_d = backend.qr(Z, qr_method)
-            do_qr = ops.convert_to_tensor(True)
-        else:
-            if qr_interval == "auto":
-                due = ops.greater_equal(t, next_qr)
-            else:
-                due = ops.equal(ops.mod(t, qr_interval), 0)
-            boundary = ops.logical_or(ops.equal(t, warmup), ops.equal(t, steps))
-            do_qr = ops.logical_or(due, boundary)
+        def with_qr():
+            # The QR in qr_dtype (float64 for float32 runs): the relative error
+            # of the smallest R_kk of a float32 QR is ~eps32 * |Z| / R_kk, which
+            # for a wide spectrum (an LSTM's tail near -8 per step) biases the
+            # tail by ~1e-3 per step; averaging over steps does not remove it.
+            Q_qr, log_d = backend.qr(ops.cast(Z, qr_dtype), qr_method)
+            Q_qr = ops.cast(Q_qr, dtype)
+            if qr_interval != "auto":
+                return Q_qr, log_d, next_qr
+            interval = _next_interval(log_d, _choose(t - last_qr > 1, t - last_qr, 1), qr_dtype)
+            if isinstance(t, int):  # the eager loop schedules with Python integers
+                interval = int(ops.convert_to_numpy(interval))
+            return Q_qr, log_d, t + interval
 
-            def with_qr():
-                Q_qr, log_d_qr = backend.qr(Z, qr_method)
-                if qr_interval != "auto":
-                    return Q_qr, log_d_qr, next_qr
-                interval = next_interval(log_d_qr, ops.maximum(t - last_qr, 1))
-                return Q_qr, log_d_qr, t + interval
+        def without_qr():
+            return Z, ops.zeros_like(acc), next_qr
 
-            def without_qr():
-                return Z, ops.zeros_like(acc), next_qr
+        Q_new, log_d, next_qr = _when(do_qr, with_qr, without_qr)
+        accumulate = do_qr & (t > warmup)
+        acc, comp = _compensated_sum(acc, comp, _choose(accumulate, log_d, ops.zeros_like(log_d)))
+        last_qr = _choose(do_qr, t, last_qr)
+        num_qr = num_qr + (int(do_qr) if isinstance(do_qr, bool) else ops.cast(do_qr, "int32"))
+        return (ops.cast(s_new, dtype), Q_new, acc, comp, last_qr, next_qr, num_qr)
 
-            Q_new, log_d, next_qr = ops.cond(do_qr, with_qr, without_qr)
-        accumulate = ops.logical_and(do_qr, ops.greater(t, warmup))
-        acc = acc + ops.where(accumulate, log_d, ops.zeros_like(log_d))
-        last_qr = ops.where(do_qr, t, last_qr)
-        num_qr = num_qr + ops.cast(do_qr, "int32")
-        return (ops.cast(s_new, dtype), Q_new, acc, last_qr, next_qr, num_qr)
-
-    return prepare, body
+    return body
 
 
-def _runner(cell, structure, sizes, mode, qr_method, qr_interval, backend):
+def initial_carry(h0, state_size, k, seed, dtype, qr_dtype):
+    """The loop's first carry for initial states `h0` (batch, S): Q_0 the
+    seeded frame, zero sums, no QR yet."""
+    batch = ops.shape(h0)[0]
+    frame = ops.convert_to_tensor(_initial_frame(state_size, k, seed, dtype), dtype=dtype)
+    return (
+        h0,
+        ops.broadcast_to(frame[None], (batch, state_size, k)),
+        ops.zeros((batch, k), dtype=qr_dtype),  # sum of log R_ii
+        ops.zeros((batch, k), dtype=qr_dtype),  # its compensation
+        ops.convert_to_tensor(0, dtype="int32"),  # step of the last QR
+        ops.convert_to_tensor(1, dtype="int32"),  # step of the next QR ("auto")
+        ops.convert_to_tensor(0, dtype="int32"),  # number of QRs
+    )
+
+
+def _compensated_sum(total, compensation, value):
+    """Neumaier's summation: `total + value`, with the low-order bits the
+    addition drops collected in `compensation` (the sum is total + compensation)."""
+    new = total + value
+    big = ops.abs(total) >= ops.abs(value)
+    lost = ops.where(big, (total - new) + value, (value - new) + total)
+    # inf/nan stay as they are (inf - inf would make the compensation NaN).
+    lost = ops.where(ops.isfinite(new), lost, ops.zeros_like(lost))
+    return new, compensation + lost
+
+
+def _runner(cell, structure, sizes, mode, qr_method, qr_interval, backend, qr_dtype):
     runners = _RUNNERS.setdefault(cell, {})
-    key = (keras.backend.backend(), mode, qr_method, qr_interval)
+    key = (keras.backend.backend(), mode, qr_method, qr_interval, qr_dtype)
     if key not in runners:
-        prepare, body = _make_body(cell, structure, sizes, mode, qr_method, qr_interval, backend)
+        body = step_function(cell, structure, sizes, mode, qr_method, qr_interval, backend, qr_dtype)
         # Few QRs are expected with a fixed interval > 1, and with "auto" on a
-        # WCRNN (weakly coupled: its exponents lie close together).
-        rare_qr = qr_interval != 1 and (
-            qr_interval != "auto" or (mode == "analytic" and _is_structured_wcrnn(cell))
-        )
-        runners[key] = backend.make_runner(prepare, body, cell.variables, rare_qr=rare_qr)
+        # weakly coupled WCRNN (its exponents lie close together).
+        rare_qr = qr_interval != 1 and (qr_interval != "auto" or _weakly_coupled(cell))
+        runners[key] = backend.make_runner(body, cell.variables, rare_qr=rare_qr)
     return runners[key]
+
+
+def _weakly_coupled(cell):
+    coupling = getattr(cell, "coupling", None)
+    return coupling is not None and coupling < 0.5
 
 
 @functools.lru_cache(maxsize=16)
@@ -598,7 +628,7 @@ def lyapunov_spectrum(
 ):
     """Lyapunov spectrum of a recurrent cell driven by a batch of inputs.
 
-    Runs the QR algorithm of DESIGN.md section 3 along each input sequence
+    Runs the QR (Benettin) algorithm along each input sequence
     at once (batched Jacobian products and batched QR, in one compiled loop
     where the backend allows), with memory independent of the sequence
     length. Exponents are natural logs per time step.
@@ -674,60 +704,127 @@ def lyapunov_spectrum(
     True
     """
     start = time.perf_counter()
-    backend = _lyapunov_backends.get_backend()
-    cell, go_backwards = _resolve_cell(cell_or_layer)
+    run = _prepare_run(
+        cell_or_layer, inputs, num_exponents, warmup, qr_interval, initial_state, seed, dtype,
+        jacobian, qr_method,
+    )
+    acc, num_qr = run.execute(progress)
+    return run.result(acc, num_qr, time.perf_counter() - start)
 
-    # ---- inputs
-    if inputs is None:
-        raise ValueError("Argument `inputs` must be a (batch, timesteps, features) array; received None.")
-    try:
-        x = np.asarray(ops.convert_to_numpy(inputs))
-    except Exception as error:  # noqa: BLE001
-        raise TypeError(
-            f"Argument `inputs` must be an array or tensor; received {type(inputs).__name__}."
-        ) from error
-    if x.ndim != 3:
-        raise ValueError(
-            "Argument `inputs` must have rank 3 (batch, timesteps, features); received "
-            f"shape {x.shape} (rank {x.ndim})."
-            + (" Add a feature axis: inputs[..., None]." if x.ndim == 2 else "")
+
+@dataclasses.dataclass
+class _Run:
+    """A validated spectrum computation: the cell in its dtype, the inputs,
+    the initial carry and the settings (what `lyapunov_spectrum` runs)."""
+
+    cell: object
+    work_cell: object
+    structure: object
+    sizes: list
+    xs: np.ndarray
+    h0: np.ndarray
+    k: int
+    warmup: int
+    qr_interval: object
+    seed: int
+    dtype: str
+    mode: str
+    qr_method: str
+    backend: object
+    qr_dtype: str = "float64"
+
+    @property
+    def steps(self):
+        return self.xs.shape[0]
+
+    @property
+    def batch(self):
+        return self.xs.shape[1]
+
+    def execute(self, progress=False):
+        """Run the loop; returns (sum of log R_ii (batch, k), number of QRs)."""
+        dtype, backend = self.dtype, self.backend
+        state_size = sum(self.sizes)
+        with compute_scope(backend, dtype, self.qr_dtype):
+            carry = initial_carry(
+                ops.convert_to_tensor(self.h0, dtype=dtype), state_size, self.k, self.seed,
+                dtype, self.qr_dtype,
+            )
+            run = _runner(
+                self.work_cell, self.structure, self.sizes, self.mode, self.qr_method,
+                self.qr_interval, backend, self.qr_dtype,
+            )
+            xs = ops.convert_to_tensor(np.ascontiguousarray(self.xs), dtype=dtype)
+            steps = self.steps
+            if progress:
+                # Chunks of the same loop: each step computes exactly what it
+                # computes in one run (tests check the numbers are equal).
+                chunk = max(1, math.ceil(steps / 20))
+                bar = keras.utils.Progbar(steps, unit_name="step")
+                for t0 in range(0, steps, chunk):
+                    carry = run(carry, xs[t0:t0 + chunk], t0, self.warmup, steps)
+                    bar.update(min(steps, t0 + chunk))
+            else:
+                carry = run(carry, xs, 0, self.warmup, steps)
+            acc = np.asarray(ops.convert_to_numpy(carry[2]), dtype="float64")
+            acc = acc + np.asarray(ops.convert_to_numpy(carry[3]), dtype="float64")
+            num_qr = int(ops.convert_to_numpy(carry[6]))
+        return acc, num_qr
+
+    def result(self, acc, num_qr, seconds):
+        """The `LyapunovSpectrum` of the accumulated logs (warning when not finite)."""
+        steps, batch = self.steps, self.batch
+        with np.errstate(invalid="ignore", over="ignore"):
+            per_sequence = -np.sort(-(acc / (steps - self.warmup)), axis=-1)
+            exponents = np.mean(per_sequence, axis=0)
+        if not np.all(np.isfinite(per_sequence)):
+            bad = int(np.sum(~np.all(np.isfinite(per_sequence), axis=-1)))
+            warnings.warn(
+                f"Lyapunov spectrum of cell {self.cell.name!r}: {bad} of {batch} trajectories "
+                "gave non-finite exponents (the state overflowed, or the Jacobian became "
+                "singular); they are returned as inf/nan.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return LyapunovSpectrum(
+            exponents=exponents,
+            per_sequence=per_sequence,
+            num_exponents=self.k,
+            state_size=sum(self.sizes),
+            steps=steps,
+            warmup=self.warmup,
+            qr_interval=self.qr_interval,
+            seed=self.seed,
+            dtype=self.dtype,
+            jacobian=self.mode,
+            qr_method=self.qr_method,
+            backend=keras.backend.backend(),
+            num_qr=num_qr,
+            seconds=seconds,
         )
-    if min(x.shape) == 0:
-        raise ValueError(f"Argument `inputs` must not be empty; received shape {x.shape}.")
-    if not np.issubdtype(x.dtype, np.number) and x.dtype != bool:
-        raise TypeError(f"Argument `inputs` must be numeric; received dtype {x.dtype}.")
-    batch, steps = x.shape[0], x.shape[1]
 
-    # ---- options
-    warmup = _check_int("warmup", warmup, 0, steps - 1, f"an integer in [0, timesteps - 1 = {steps - 1}]")
-    if qr_interval != "auto":
-        qr_interval = _check_int("qr_interval", qr_interval, 1, None, 'an integer >= 1 or "auto"')
-    if seed is None:
-        seed = 0
-    seed = _check_int("seed", seed, 0, None, "None or an integer >= 0")
-    _check_choice("jacobian", jacobian, _JACOBIANS)
-    _check_choice("qr_method", qr_method, _QR_METHODS)
-    if dtype is not None:
-        try:
-            dtype = keras.backend.standardize_dtype(dtype)
-        except Exception:  # noqa: BLE001
-            pass
-        _check_choice("dtype", dtype, _DTYPES + (None,))
-    else:
+
+def _prepare_run(
+    cell_or_layer, inputs, num_exponents=None, warmup=0, qr_interval=1, initial_state=None,
+    seed=None, dtype=None, jacobian="auto", qr_method="auto",
+):
+    """Validate the arguments of `lyapunov_spectrum`, build the cell (and its
+    copy in `dtype`) and choose the tangent and the QR: a `_Run`."""
+    backend = _lyapunov_backends.get_backend()
+    cell, go_backwards = resolve_cell(cell_or_layer)
+    x = check_inputs("inputs", inputs)
+    batch, steps = x.shape[0], x.shape[1]
+    structure, sizes = state_sizes(cell)
+    state_size = sum(sizes)
+    settings = check_settings(
+        num_exponents, warmup, qr_interval, seed, dtype, jacobian, qr_method,
+        steps=steps, state_size=state_size,
+    )
+    dtype = settings["dtype"]
+    if dtype is None:
         dtype = cell.compute_dtype if cell.compute_dtype in _DTYPES else "float32"
 
-    structure, sizes = _state_sizes(cell)
-    state_size = sum(sizes)
-    if num_exponents is None:
-        k = state_size
-    else:
-        k = _check_int(
-            "num_exponents", num_exponents, 1, state_size,
-            f"None or an integer in [1, state size = {state_size}] for cell {cell.name!r}",
-        )
-
-    with backend.compute_scope(dtype):
-        # ---- the cell, built, in the requested dtype
+    with compute_scope(backend, dtype):
         h0 = _initial_states(initial_state, batch, sizes, dtype)
         if not cell.built:
             _call_checked(cell, x[:, 0].astype("float32"), h0.astype("float32"), structure, sizes)
@@ -740,80 +837,44 @@ def lyapunov_spectrum(
             )
         _call_checked(work_cell, x[:, 0].astype(dtype), h0, structure, sizes)
 
-        has_analytic = bool(getattr(work_cell, "has_analytic_jacobian", False)) and callable(
-            getattr(work_cell, "jacobian", None)
+    has_tangent = tangents_lib.tangent_map(work_cell) is not None
+    if settings["jacobian"] == "analytic" and not has_tangent:
+        raise ValueError(
+            f"Argument `jacobian` is 'analytic' but cell {cell.name!r} "
+            f"({type(cell).__name__}) has no tangent map (see kr.dynamics.tangents: "
+            "WCRNNCell and Keras' SimpleRNNCell, GRUCell, LSTMCell and StackedRNNCells of "
+            "them have one, with tanh, sigmoid, relu or linear activations); use "
+            "jacobian='auto' or 'autodiff'."
         )
-        if jacobian == "auto":
-            mode = "analytic" if has_analytic else "autodiff"
-        elif jacobian == "analytic" and not has_analytic:
-            raise ValueError(
-                f"Argument `jacobian` is 'analytic' but cell {cell.name!r} "
-                f"({type(cell).__name__}) has no analytic Jacobian "
-                "(`has_analytic_jacobian` is not True); use jacobian='auto' or 'autodiff'."
-            )
-        else:
-            mode = jacobian
-        if qr_method == "auto":
-            qr_used = backend.default_qr_method(dtype, _device_kind())
-        else:
-            qr_used = qr_method
+    if settings["jacobian"] == "auto":
+        mode = "analytic" if has_tangent else "autodiff"
+    else:
+        mode = settings["jacobian"]
+    qr_method = settings["qr_method"]
+    if qr_method == "auto":
+        qr_method = backend.default_qr_method(dtype, _device_kind())
 
-        # ---- the loop
-        xs = np.swapaxes(x, 0, 1).astype(dtype)
-        if go_backwards:
-            xs = xs[::-1]
-        Q0 = np.broadcast_to(_initial_frame(state_size, k, seed, dtype), (batch, state_size, k))
-        carry = (
-            ops.convert_to_tensor(h0, dtype=dtype),
-            ops.convert_to_tensor(np.ascontiguousarray(Q0), dtype=dtype),
-            ops.zeros((batch, k), dtype=dtype),
-            ops.convert_to_tensor(0, dtype="int32"),  # step of the last QR
-            ops.convert_to_tensor(1, dtype="int32"),  # step of the next QR ("auto")
-            ops.convert_to_tensor(0, dtype="int32"),  # number of QRs
-        )
-        run = _runner(work_cell, structure, sizes, mode, qr_used, qr_interval, backend)
-        xs_tensor = ops.convert_to_tensor(np.ascontiguousarray(xs), dtype=dtype)
-        if progress:
-            chunk = max(1, math.ceil(steps / 20))
-            bar = keras.utils.Progbar(steps, unit_name="step")
-            for t0 in range(0, steps, chunk):
-                carry = run(carry, xs_tensor[t0:t0 + chunk], t0, warmup, steps)
-                bar.update(min(steps, t0 + chunk))
-        else:
-            carry = run(carry, xs_tensor, 0, warmup, steps)
-
-        acc = np.asarray(ops.convert_to_numpy(carry[2]), dtype="float64")
-        num_qr = int(ops.convert_to_numpy(carry[5]))
-
-    # ---- result
-    with np.errstate(invalid="ignore", over="ignore"):
-        per_sequence = -np.sort(-(acc / (steps - warmup)), axis=-1)
-        exponents = np.mean(per_sequence, axis=0)
-    if not np.all(np.isfinite(per_sequence)):
-        bad = int(np.sum(~np.all(np.isfinite(per_sequence), axis=-1)))
-        warnings.warn(
-            f"Lyapunov spectrum of cell {cell.name!r}: {bad} of {batch} trajectories gave "
-            "non-finite exponents (the state overflowed, or the Jacobian became singular); "
-            "they are returned as inf/nan.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    return LyapunovSpectrum(
-        exponents=exponents,
-        per_sequence=per_sequence,
-        num_exponents=k,
-        state_size=state_size,
-        steps=steps,
-        warmup=warmup,
-        qr_interval=qr_interval,
-        seed=seed,
-        dtype=dtype,
-        jacobian=mode,
-        qr_method=qr_used,
-        backend=keras.backend.backend(),
-        num_qr=num_qr,
-        seconds=time.perf_counter() - start,
+    xs = np.swapaxes(x, 0, 1).astype(dtype)
+    if go_backwards:
+        xs = xs[::-1]
+    return _Run(
+        cell=cell, work_cell=work_cell, structure=structure, sizes=sizes, xs=xs, h0=h0,
+        k=settings["num_exponents"] or state_size, warmup=settings["warmup"],
+        qr_interval=settings["qr_interval"], seed=settings["seed"], dtype=dtype, mode=mode,
+        qr_method=qr_method, backend=backend,
     )
+
+
+@contextlib.contextmanager
+def compute_scope(backend, dtype, qr_dtype=None):
+    """The backend's scope for a computation in `dtype` with QRs in
+    `qr_dtype` (JAX's x64 mode when either is float64, single-threaded small
+    linear algebra on CPUs), and for float64 Keras ops that stay float64 on
+    every backend (`_keras_compat.float64_ops`)."""
+    wide = "float64" if "float64" in (dtype, qr_dtype) else dtype
+    with backend.compute_scope(wide):
+        with float64_ops() if wide == "float64" else contextlib.nullcontext():
+            yield
 
 
 def _device_kind():

@@ -3,8 +3,8 @@
 The reference `lyapunov_spectrum` is validated against (tests) and timed
 against (benchmarks/lyapunov_speed.py): the same algorithm, the same initial
 frame, batched over trajectories with stacked `numpy.linalg.qr`, and the
-step Jacobians written out by hand for `WCRNNCell`, `SimpleRNNCell` and
-`LSTMCell` (or given by the caller as a function).
+step Jacobians written out by hand for `WCRNNCell`, `SimpleRNNCell`,
+`GRUCell` and `LSTMCell` (or given by the caller as a function).
 """
 
 import time
@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from keras_residual import _activations
+from keras_residual import _validation as check
 from keras_residual.dynamics import _lyapunov_backends
 from keras_residual.dynamics import lyapunov as lyapunov_lib
 
@@ -39,25 +40,11 @@ def _numpy(variable):
 
 
 def _residual_matrix(residual):
-    """R in float64, from the residual's linear form read in float64 (as the
-    float64 mode of `lyapunov_spectrum` reads it), not from the float32
+    """R in float64, from the residual's parameters read in float64 (as the
+    float64 mode of `lyapunov_spectrum` reads them), not from the float32
     `matrix()`."""
     with _lyapunov_backends.get_backend().compute_scope("float64"):
-        form = [form if isinstance(form, str) else _numpy(form)
-                for form in residual.linear_form("float64")]
-    n = residual.units
-    kind = form[0]
-    if kind == "identity":
-        return np.eye(n)
-    if kind == "diagonal":
-        return np.eye(n) * np.broadcast_to(form[1], (n,))[:, None]
-    if kind == "rotation":
-        R = np.diag(form[1])
-        R[np.arange(n), np.arange(n) ^ 1] = form[2]
-        return R
-    if kind == "dense":
-        return form[1].T
-    raise TypeError(f"Unknown linear form {kind!r} of residual {residual!r}.")
+        return _numpy(residual.form("float64").matrix(residual.units, "float64"))
 
 
 def _wcrnn_step(cell):
@@ -142,12 +129,50 @@ def _lstm_step(cell):
     return step
 
 
+def _gru_step(cell):
+    n = cell.units
+    U, W = _numpy(cell.kernel), _numpy(cell.recurrent_kernel)
+    act, dact = _activation(cell.activation, "activation")
+    ract, dract = _activation(cell.recurrent_activation, "recurrent_activation")
+    if cell.use_bias:
+        bias = _numpy(cell.bias)
+        b_in, b_rec = (bias[0], bias[1]) if cell.reset_after else (bias, 0.0)
+    else:
+        b_in = b_rec = 0.0
+    W_z, W_r, W_h = (W[:, j * n:(j + 1) * n] for j in range(3))
+
+    def step(h, x):
+        xz, xr, xh = np.split(x @ U + b_in, 3, axis=-1)
+        inner = h @ W + b_rec
+        mz, mr, mh = np.split(inner, 3, axis=-1)
+        z, r = ract(xz + mz), ract(xr + mr)
+        dz = dract(xz + mz, z)[:, :, None] * W_z.T[None]       # d z / d h
+        dr = dract(xr + mr, r)[:, :, None] * W_r.T[None]       # d r / d h
+        if cell.reset_after:
+            a_h = xh + r * mh
+            da_h = mh[:, :, None] * dr + r[:, :, None] * W_h.T[None]
+        else:
+            a_h = xh + (r * h) @ W_h
+            # a_h_i = sum_m (r_m h_m) W_h[m, i]
+            inner_d = dr * h[:, :, None] + r[:, :, None] * np.eye(n)[None]  # d (r h)_m / d h_j
+            da_h = np.einsum("mi,bmj->bij", W_h, inner_d)
+        hh = act(a_h)
+        dhh = dact(a_h, hh)[:, :, None] * da_h
+        h_new = z * h + (1.0 - z) * hh
+        J = (h - hh)[:, :, None] * dz + z[:, :, None] * np.eye(n)[None] + (1.0 - z)[:, :, None] * dhh
+        return h_new, J
+
+    return step
+
+
 def numpy_step(cell_or_layer):
     """`step(h, x) -> (h_new, J)` in float64 NumPy for a built Keras cell.
 
-    Supports `kr.layers.WCRNNCell` (any residual), `keras.layers.SimpleRNNCell`
-    and `keras.layers.LSTMCell` (state `[h, c]`), with the activations tanh,
-    sigmoid, relu and linear; or their `RNN` layers.
+    Supports `kr.layers.WCRNNCell` (any residual), `keras.layers.SimpleRNNCell`,
+    `keras.layers.GRUCell` (either `reset_after`) and `keras.layers.LSTMCell`
+    (state `[h, c]`), with the activations tanh, sigmoid, relu and linear; or
+    their `RNN` layers. The Jacobians are written out here from the cells'
+    equations, independently of `kr.dynamics.tangents`.
 
     Args:
         cell_or_layer: the cell or its RNN layer, built.
@@ -158,7 +183,7 @@ def numpy_step(cell_or_layer):
     """
     from keras_residual.layers.wcrnn_cell import WCRNNCell
 
-    cell, _ = lyapunov_lib._resolve_cell(cell_or_layer)
+    cell, _ = lyapunov_lib.resolve_cell(cell_or_layer)
     if not cell.built:
         raise ValueError(f"Cell {cell.name!r} must be built (call it or its layer once) first.")
     if isinstance(cell, WCRNNCell):
@@ -167,8 +192,10 @@ def numpy_step(cell_or_layer):
         return _lstm_step(cell)
     if isinstance(cell, keras.layers.SimpleRNNCell):
         return _simple_rnn_step(cell)
+    if isinstance(cell, keras.layers.GRUCell):
+        return _gru_step(cell)
     raise TypeError(
-        f"The NumPy reference supports WCRNNCell, SimpleRNNCell and LSTMCell; received "
+        f"The NumPy reference supports WCRNNCell, SimpleRNNCell, GRUCell and LSTMCell; received "
         f"{type(cell).__name__}. Pass a function step(h, x) -> (h_new, J) instead."
     )
 
@@ -204,41 +231,49 @@ def lyapunov_spectrum_numpy(
 
     Example:
 
+    >>> layer = keras.layers.SimpleRNN(8)
+    >>> x = np.random.default_rng(0).normal(size=(4, 50, 2)).astype("float32")
+    >>> _ = layer(x)
     >>> reference = kr.dynamics.lyapunov_spectrum_numpy(layer, x)
     >>> fast = kr.dynamics.lyapunov_spectrum(layer, x)
-    >>> np.abs(fast.exponents - reference.exponents).max() < 1e-3
+    >>> bool(np.abs(fast.exponents - reference.exponents).max() < 1e-3)
     True
     """
     start = time.perf_counter()
-    x = np.asarray(keras.ops.convert_to_numpy(inputs), dtype="float64")
-    if x.ndim != 3:
-        raise ValueError(
-            "Argument `inputs` must have rank 3 (batch, timesteps, features); received "
-            f"shape {x.shape}."
-        )
+    x = lyapunov_lib.check_inputs("inputs", inputs).astype("float64")
     batch, steps = x.shape[:2]
     go_backwards = False
     if callable(cell_or_step) and not isinstance(cell_or_step, keras.layers.Layer):
         step = cell_or_step
-        sizes = None
+        state_size = check.positive_int("state_size", state_size, allow_none=True)
     else:
         step = numpy_step(cell_or_step)
-        cell, go_backwards = lyapunov_lib._resolve_cell(cell_or_step)
-        _, sizes = lyapunov_lib._state_sizes(cell)
+        cell, go_backwards = lyapunov_lib.resolve_cell(cell_or_step)
+        _, sizes = lyapunov_lib.state_sizes(cell)
         state_size = sum(sizes)
     if initial_state is None:
         if state_size is None:
             raise ValueError("With a step function, pass `state_size` or `initial_state`.")
         h = np.zeros((batch, state_size))
     else:
-        h = np.array(np.broadcast_to(np.asarray(initial_state, dtype="float64"), (batch, np.shape(initial_state)[-1])))
+        state = check.array("initial_state", initial_state, ndim=(1, 2)).astype("float64")
+        if state_size is not None and state.shape[-1] != state_size:
+            raise ValueError(
+                f"Argument `initial_state` must have shape (batch, {state_size}) or "
+                f"({state_size},); received shape {state.shape}."
+            )
+        h = np.array(np.broadcast_to(state, (batch, state.shape[-1])))
         state_size = h.shape[-1]
-    k = state_size if num_exponents is None else int(num_exponents)
-    if not 1 <= k <= state_size:
-        raise ValueError(f"Argument `num_exponents` must be in [1, {state_size}]; received {k}.")
-    if not 0 <= warmup < steps:
-        raise ValueError(f"Argument `warmup` must be in [0, {steps - 1}]; received {warmup}.")
-    seed = 0 if seed is None else int(seed)
+    settings = lyapunov_lib.check_settings(
+        num_exponents, warmup, qr_interval, seed, steps=steps, state_size=state_size
+    )
+    k = settings["num_exponents"] or state_size
+    warmup, qr_interval, seed = settings["warmup"], settings["qr_interval"], settings["seed"]
+    if qr_interval == "auto":
+        raise ValueError(
+            "Argument `qr_interval` of the NumPy reference must be an integer >= 1 "
+            "(it has no 'auto' schedule); received qr_interval='auto'."
+        )
     if go_backwards:
         x = x[:, ::-1]
     Q = np.array(np.broadcast_to(lyapunov_lib._initial_frame(state_size, k, seed, "float64"), (batch, state_size, k)))

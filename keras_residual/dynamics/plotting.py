@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from keras_residual import _validation as check
+
 
 def _matplotlib_figure():
     try:
@@ -30,7 +32,7 @@ def _spectra_of(source):
         spectra = np.stack([s.exponents for s in source])
         epochs = np.arange(len(source))
     else:
-        spectra = np.asarray(source, dtype="float64")
+        spectra = check.array("source", source, nonempty=False).astype("float64")
         if spectra.ndim == 1:
             spectra = spectra[None, :]
         epochs = np.arange(spectra.shape[0])
@@ -69,9 +71,19 @@ def plot_spectra(source, path=None, ax=None, title=None, max_lines=None):
 
     Example:
 
-    >>> callback = kr.callbacks.LyapunovCallback(x_probe)
-    >>> model.fit(x, y, epochs=10, callbacks=[callback])
-    >>> kr.dynamics.plot_spectra(callback, path="spectra.png")
+    >>> spectra = np.array([[0.00, -0.22, -0.51],  # (evaluations, k), as in
+    ...                     [0.01, -0.15, -0.40],  # LyapunovCallback.spectra
+    ...                     [0.02, -0.10, -0.35]])
+    >>> figure = kr.dynamics.plot_spectra(spectra, title="WCRNN(8)")
+    >>> len(figure.axes[0].lines)  # one line per exponent, and the zero line
+    4
+    >>> figure = kr.dynamics.plot_spectra(spectra[-1])  # a single spectrum
+    >>> figure.axes[0].get_xlabel()
+    'exponent index i'
+
+    After `model.fit(..., callbacks=[callback])` with a
+    `kr.callbacks.LyapunovCallback`, `plot_spectra(callback, path="spectra.png")`
+    draws its spectra against the epochs and saves the figure.
     """
     epochs, spectra = _spectra_of(source)
     Figure = _matplotlib_figure()
@@ -80,8 +92,10 @@ def plot_spectra(source, path=None, ax=None, title=None, max_lines=None):
         ax = figure.add_subplot()
     else:
         figure = ax.figure
+    max_lines = check.positive_int("max_lines", max_lines, allow_none=True)
+    title = check.string("title", title, allow_none=True)
     if max_lines is not None:
-        spectra = spectra[:, : int(max_lines)]
+        spectra = spectra[:, :max_lines]
     k = spectra.shape[1]
     if spectra.shape[0] == 1:
         ax.plot(np.arange(1, k + 1), spectra[0], marker="o", markersize=3, linewidth=1)

@@ -1,5 +1,6 @@
-"""Lyapunov spectra (DESIGN section 3): known answers, the float64 NumPy
-reference, options, and errors. Runs under every backend."""
+"""Lyapunov spectra (README.md, Equations, "Lyapunov spectrum"): known
+answers, the float64 NumPy reference, options, and errors. Runs under every
+backend."""
 
 import math
 import sys
@@ -65,15 +66,17 @@ def test_strongly_coupled_wcrnn_matches_numpy_reference():
     assert spectrum.dtype == "float64"
 
 
-def test_simple_rnn_cell_autodiff_matches_numpy_reference():
+@pytest.mark.parametrize("jacobian", ["auto", "autodiff"])
+def test_simple_rnn_cell_matches_numpy_reference(jacobian):
     cell = keras.layers.SimpleRNNCell(
         8, recurrent_initializer=keras.initializers.Orthogonal(gain=1.3, seed=1),
         kernel_initializer=keras.initializers.GlorotUniform(seed=2),
     )
     keras.layers.RNN(cell)(X)
-    spectrum = kr.dynamics.lyapunov_spectrum(cell, X, warmup=10)
+    spectrum = kr.dynamics.lyapunov_spectrum(cell, X, warmup=10, jacobian=jacobian)
     reference = kr.dynamics.lyapunov_spectrum_numpy(cell, X, warmup=10)
-    assert spectrum.jacobian == "autodiff"
+    # Keras' SimpleRNNCell has a registered tangent map: "auto" takes it.
+    assert spectrum.jacobian == ("analytic" if jacobian == "auto" else "autodiff")
     np.testing.assert_allclose(spectrum.exponents, reference.exponents, atol=2e-3)
 
 
@@ -173,11 +176,22 @@ def test_go_backwards_layer_reverses_time():
     np.testing.assert_allclose(of_layer.exponents, of_cell.exponents, atol=1e-6)
 
 
-def test_progress_bar_gives_the_same_numbers(capsys):
-    layer = strong_wcrnn()
-    plain = kr.dynamics.lyapunov_spectrum(layer, X[:, :50])
-    shown = kr.dynamics.lyapunov_spectrum(layer, X[:, :50], progress=True)
-    np.testing.assert_allclose(shown.exponents, plain.exponents, atol=1e-6)
+@pytest.mark.parametrize("qr_interval", [1, 3, "auto"])
+@pytest.mark.parametrize("kind", ["wcrnn", "lstm"])
+def test_progress_bar_gives_the_same_numbers(capsys, kind, qr_interval):
+    # The progress bar runs the loop in chunks; every step computes exactly
+    # what it computes in one run (nothing is formed over a whole chunk, such
+    # as an input projection, whose GEMM would round by the chunk's size), so
+    # the numbers must be equal bit for bit, not merely close.
+    if kind == "wcrnn":
+        layer = strong_wcrnn()
+    else:
+        layer = keras.layers.LSTM(6)
+        layer(X[:, :5])
+    plain = kr.dynamics.lyapunov_spectrum(layer, X[:, :50], qr_interval=qr_interval)
+    shown = kr.dynamics.lyapunov_spectrum(layer, X[:, :50], qr_interval=qr_interval, progress=True)
+    np.testing.assert_array_equal(shown.per_sequence, plain.per_sequence)
+    assert shown.num_qr == plain.num_qr
     assert "50/50" in capsys.readouterr().out
 
 
@@ -191,12 +205,36 @@ def test_super_critical_overflow_gives_non_finite_exponents_and_a_warning():
     assert not np.isfinite(spectrum.max)
 
 
+@pytest.mark.parametrize("make", ["wcrnn", "lstm"])
+def test_nan_inputs_give_nan_exponents_for_that_sequence_only(make):
+    layer = strong_wcrnn() if make == "wcrnn" else keras.layers.LSTM(3)
+    layer(X[:, :2])
+    x = X[:, :40].copy()
+    x[1, 5, 0] = np.nan
+    with pytest.warns(RuntimeWarning, match="1 of 4 trajectories gave non-finite"):
+        spectrum = kr.dynamics.lyapunov_spectrum(layer, x)
+    assert np.isnan(spectrum.per_sequence[1]).all()
+    assert np.isfinite(np.delete(spectrum.per_sequence, 1, axis=0)).all()
+
+
+def test_integer_inputs_are_cast_to_the_computation_dtype():
+    layer = strong_wcrnn()
+    x = np.random.default_rng(0).integers(-2, 3, size=(2, 30, 3))
+    as_ints = kr.dynamics.lyapunov_spectrum(layer, x.astype("int32"))
+    as_floats = kr.dynamics.lyapunov_spectrum(layer, x.astype("float32"))
+    np.testing.assert_array_equal(as_ints.per_sequence, as_floats.per_sequence)
+
+
 def test_result_figures():
     assert kr.dynamics.kaplan_yorke_dimension([0.419, -1.623]) == pytest.approx(1 + 0.419 / 1.623)
     assert kr.dynamics.kaplan_yorke_dimension([-0.1, -0.5]) == 0.0
     assert kr.dynamics.kaplan_yorke_dimension([0.2, 0.1]) == 2.0
     assert kr.dynamics.kaplan_yorke_dimension([0.5, -0.2, -1.0]) == pytest.approx(2.3)
     assert math.isnan(kr.dynamics.kaplan_yorke_dimension([0.1, float("nan")]))
+    with pytest.raises(TypeError, match="`exponents` must be numeric"):
+        kr.dynamics.kaplan_yorke_dimension(["0.1"])
+    with pytest.raises(ValueError, match="`exponents` must not be empty"):
+        kr.dynamics.kaplan_yorke_dimension([])
     layer = strong_wcrnn()
     spectrum = kr.dynamics.lyapunov_spectrum(layer, X[:, :30], seed=3)
     assert spectrum.seed == 3 and spectrum.steps == 30 and spectrum.backend == keras.backend.backend()
@@ -243,9 +281,10 @@ def test_invalid_inputs_and_layers_raise_clear_errors():
     model = keras.Sequential([keras.Input((120, 3)), keras.layers.Dense(2)])
     with pytest.raises(TypeError, match="model"):
         kr.dynamics.lyapunov_spectrum(model, X)
-    lstm = keras.layers.LSTM(3)
+    # A cell without a tangent map (an activation with no known derivative).
+    lstm = keras.layers.LSTM(3, activation="softsign")
     lstm(X)
-    with pytest.raises(ValueError, match="`jacobian` is 'analytic'.*LSTMCell"):
+    with pytest.raises(ValueError, match="`jacobian` is 'analytic'.*LSTMCell.*no tangent map"):
         kr.dynamics.lyapunov_spectrum(lstm, X, jacobian="analytic")
     with pytest.raises(TypeError, match="callable"):
         kr.dynamics.MapCell(3, state_size=2)
@@ -268,10 +307,18 @@ def test_characteristic_frequency():
         kr.dynamics.characteristic_frequency(np.zeros(10))
     with pytest.raises(ValueError, match="finite"):
         kr.dynamics.characteristic_frequency(np.full((2, 10), np.nan))
+    # A constant signal has no frequency (it used to return 2 pi / T).
+    for constant in (np.zeros((3, 50)), np.full((3, 50, 2), 7.5)):
+        with pytest.raises(ValueError, match="no power outside the constant"):
+            kr.dynamics.characteristic_frequency(constant)
+    with pytest.raises(ValueError, match="`x` must have rank 2 or 3"):
+        kr.dynamics.characteristic_frequency("not data")
+    pixels = (np.sin(2 * np.pi * t / 28)[None] > 0).astype("uint8")  # integer data
+    assert kr.dynamics.characteristic_frequency(pixels) == pytest.approx(2 * np.pi / 28)
 
 
 def test_plot_spectra(tmp_path, monkeypatch):
-    pytest.importorskip("matplotlib")
+    import matplotlib  # noqa: F401  (the `test` extra installs it)
     spectra = np.array([[0.1, -0.2, -0.5], [0.05, -0.25, -0.6]])
     path = tmp_path / "spectra.png"
     figure = kr.dynamics.plot_spectra(spectra, path=str(path), title="test")

@@ -17,9 +17,8 @@ backend, each exposing the same functions:
         for the step when the Cholesky factorisation breaks down or Z is
         too ill-conditioned for it).
 
-    make_runner(prepare, body, variables, rare_qr) -> run(carry, xs, t0, warmup, steps)
-        Compiles `xs, constants = prepare(xs)` followed by
-        `body(carry, x_t, t, warmup, steps, constants) -> carry` for each
+    make_runner(body, variables, rare_qr) -> run(carry, xs, t0, warmup, steps)
+        Compiles `body(carry, x_t, t, warmup, steps) -> carry` for each
         step of the leading (time) axis of xs, t running t0+1 .. t0+len(xs):
         one jitted lax.scan on JAX (the variables' values are arguments, so
         new weights do not recompile), one tf.function while-loop on

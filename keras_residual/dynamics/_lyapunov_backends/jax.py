@@ -57,18 +57,17 @@ def default_qr_method(dtype, device_kind):
     return "cholesky"
 
 
-def make_runner(prepare, body, variables, rare_qr=False):
+def make_runner(body, variables, rare_qr=False):
     variables = list(variables)
 
     def chunk(values, carry, xs, t0, warmup, steps):
         mapping = list(zip(variables, values))
         with keras.StatelessScope(state_mapping=mapping):
-            xs, constants = prepare(xs)
             ts = t0 + 1 + jnp.arange(xs.shape[0], dtype="int32")
 
             def step(c, inp):
                 x, t = inp
-                return body(c, x, t, warmup, steps, constants), None
+                return body(c, x, t, warmup, steps), None
 
             carry, _ = jax.lax.scan(step, carry, (xs, ts))
         return carry

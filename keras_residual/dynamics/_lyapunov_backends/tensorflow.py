@@ -65,13 +65,12 @@ def default_qr_method(dtype, device_kind):
     return "householder"
 
 
-def make_runner(prepare, body, variables, rare_qr=False):
+def make_runner(body, variables, rare_qr=False):
     def loop(carry, xs, t0, warmup, steps):
-        xs, constants = prepare(xs)
         n = tf.shape(xs)[0]
 
         def loop_body(i, c):
-            return i + 1, body(c, xs[i], t0 + i + 1, warmup, steps, constants)
+            return i + 1, body(c, xs[i], t0 + i + 1, warmup, steps)
 
         _, carry = tf.while_loop(lambda i, c: i < n, loop_body, (tf.constant(0), carry))
         return carry

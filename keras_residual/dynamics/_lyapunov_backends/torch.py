@@ -64,20 +64,20 @@ def default_qr_method(dtype, device_kind):
     return "cholesky"
 
 
-def make_runner(prepare, body, variables, rare_qr=False):
+def make_runner(body, variables, rare_qr=False):
     def run(carry, xs, t0, warmup, steps):
         with torch.no_grad():
-            xs, constants = prepare(xs)
             # The step counters as Python integers: the QR schedule is plain
             # Python control flow, with no tensor op or device sync per step.
-            s, Q, acc, last_qr, next_qr, num_qr = carry
-            carry = (s, Q, acc, int(last_qr), int(next_qr), int(num_qr))
+            *tensors, last_qr, next_qr, num_qr = carry
+            carry = (*tensors, int(last_qr), int(next_qr), int(num_qr))
             for i in range(xs.shape[0]):
-                carry = body(carry, xs[i], int(t0) + i + 1, int(warmup), int(steps), constants)
-            s, Q, acc, last_qr, next_qr, num_qr = carry
-            counters = [torch.tensor(c, dtype=torch.int32, device=s.device)
+                carry = body(carry, xs[i], int(t0) + i + 1, int(warmup), int(steps))
+            *tensors, last_qr, next_qr, num_qr = carry
+            device = tensors[0].device
+            counters = [torch.tensor(c, dtype=torch.int32, device=device)
                         for c in (last_qr, next_qr, num_qr)]
-        return (s, Q, acc, *counters)
+        return (*tensors, *counters)
 
     return run
 

@@ -1,0 +1,315 @@
+"""What a model feeds one of its recurrent layers.
+
+`FeaturePath(model, layer)` follows a Keras model's graph from its inputs to
+the call of one recurrent layer, through every layer before it and through
+every Functional or Sequential sub-model that encloses it, nested to any
+depth. Called on a batch of model inputs, it returns exactly what the layer
+receives in the model's forward pass in inference mode: its input
+sequences, the initial state the model gives it (an encoder's state, say)
+and the mask (from `Embedding(mask_zero=True)` or `Masking`).
+
+Where that cannot be known from the graph (a subclassed model, a layer
+called at several places, a layer inside a wrapper other than
+`Bidirectional`, ...) it raises an error that names the problem and the
+way out: the probe of the recurrent layer itself (what
+`LyapunovCallback(..., probe_is_layer_input=True)` takes).
+
+Keras has no public API for a graph's nodes, so this module reads the
+`Functional` graph's node table (`_nodes_by_depth`), each layer's
+`_inbound_nodes` and a `Sequential`'s `_functional`; the `Functional`
+class and `get_keras_mask` come from `keras_residual._keras_compat`.
+"""
+
+import collections
+import inspect
+
+import keras
+import numpy as np
+
+from keras_residual._keras_compat import Functional as _Functional
+from keras_residual._keras_compat import get_keras_mask as _get_keras_mask
+
+
+_FIX = (
+    "Pass probe inputs of the recurrent layer itself, (batch, timesteps, features), "
+    "with probe_is_layer_input=True"
+)
+
+LayerInputs = collections.namedtuple("LayerInputs", ["sequences", "initial_state", "mask"])
+LayerInputs.__doc__ = """What a recurrent layer receives in the model: NumPy
+`sequences` (batch, timesteps, features), `initial_state` (a list of
+(batch, size) arrays, or None for zeros) and `mask` ((batch, timesteps)
+bool, or None)."""
+
+
+# --------------------------------------------------------------------------
+# The recurrent layers of a model, and their names
+
+
+def _children(layer):
+    """The layers a layer holds directly, as `recurrent_layers` walks them."""
+    if isinstance(layer, keras.layers.Bidirectional):
+        return [layer.forward_layer, layer.backward_layer]
+    try:  # every sublayer the layer tracks (a custom layer's attributes included)
+        return [
+            child for child in layer._flatten_layers(include_self=False, recursive=False)
+            if not isinstance(child, keras.layers.InputLayer)
+        ]
+    except AttributeError:  # pragma: no cover (not a Keras 3 layer)
+        pass
+    if hasattr(layer, "layer") and isinstance(layer.layer, keras.layers.Layer):
+        return [layer.layer]
+    if isinstance(layer, keras.Model) or hasattr(layer, "layers"):
+        return list(getattr(layer, "layers", []) or [])
+    return []
+
+
+def recurrent_entries(model):
+    """`(path, layer)` for every `keras.layers.RNN` inside a model (nested
+    models and wrappers such as `Bidirectional` included), depth first;
+    `path` is the names of the enclosing layers and of the layer, joined by
+    "/" (e.g. "encoder/lstm", "bidirectional/forward_simple_rnn")."""
+    found, seen = [], set()
+
+    def visit(layer, prefix):
+        if id(layer) in seen:
+            return
+        seen.add(id(layer))
+        path = f"{prefix}{layer.name}"
+        if isinstance(layer, keras.layers.RNN):
+            found.append((path, layer))
+            return
+        for child in _children(layer):
+            visit(child, f"{path}/")
+
+    for layer in getattr(model, "layers", []) or []:
+        visit(layer, "")
+    return found
+
+
+def layer_names(entries):
+    """The name `layer=` takes for each entry: the layer's own name when no
+    other recurrent layer of the model has it, else its path."""
+    counts = collections.Counter(layer.name for _, layer in entries)
+    return [layer.name if counts[layer.name] == 1 else path for path, layer in entries]
+
+
+# --------------------------------------------------------------------------
+# The graph
+
+
+def _contains(container, target):
+    if container is target:
+        return True
+    try:
+        sublayers = container._flatten_layers(include_self=False)
+    except AttributeError:  # pragma: no cover (not a Keras 3 layer)
+        sublayers = _children(container)
+    return any(layer is target for layer in sublayers)
+
+
+def _graph(container):
+    """The Functional graph that runs when `container` is called, or None
+    (a subclassed model, or a Sequential that was never built)."""
+    if isinstance(container, keras.Sequential):
+        if type(container).call is not keras.Sequential.call:
+            return None
+        return getattr(container, "_functional", None)
+    if _Functional is not None and isinstance(container, _Functional):
+        if type(container).call is not _Functional.call:
+            return None
+        return container
+    return None
+
+
+def _describe(layer):
+    return f"{layer.name!r} ({type(layer).__name__})"
+
+
+def _own_nodes(graph, op):
+    """The calls of `op` in `graph` (not those in other models that use it)."""
+    ids = {id(node) for nodes in graph._nodes_by_depth.values() for node in nodes}
+    return [node for node in op._inbound_nodes if id(node) in ids]
+
+
+def _chains(container, target, where):
+    """Every chain [(model, graph, op, direction), ...] from `container`'s
+    graph down to the op that calls `target` (direction: "forward" or
+    "backward" inside a Bidirectional, else None)."""
+    graph = _graph(container)
+    if graph is None:
+        kind = "a Sequential model that was never built" if isinstance(
+            container, keras.Sequential
+        ) else "a subclassed model (its call() is Python code, not a graph)"
+        raise TypeError(
+            f"LyapunovCallback: the recurrent layer {_describe(target)} is inside "
+            f"{where}{_describe(container)}, {kind}, so what reaches the layer cannot be "
+            f"traced from the model's inputs. {_FIX}, or build the model with the "
+            "functional API or keras.Sequential."
+        )
+    found = []
+    for op in graph._operations:
+        if op is target:
+            found.append([(container, graph, op, None)])
+        elif isinstance(op, keras.layers.Bidirectional) and (
+            target is op.forward_layer or target is op.backward_layer
+        ):
+            direction = "forward" if target is op.forward_layer else "backward"
+            found.append([(container, graph, op, direction)])
+        elif _contains(op, target):
+            if isinstance(op, keras.Model):
+                for chain in _chains(op, target, f"{where}{container.name!r} > "):
+                    found.append([(container, graph, op, None)] + chain)
+            else:
+                raise ValueError(
+                    f"LyapunovCallback: the recurrent layer {_describe(target)} is inside "
+                    f"the layer {_describe(op)} of model {container.name!r}; only "
+                    "Functional and Sequential sub-models and Bidirectional are followed, "
+                    f"so what {op.name!r} passes to the recurrent layer is unknown. {_FIX}."
+                )
+    return found
+
+
+# --------------------------------------------------------------------------
+# The path
+
+
+def _call_arguments(op, node):
+    """The named arguments of one call of `op`; the first one is "sequences"."""
+    args, kwargs = node.arguments.args, node.arguments.kwargs
+    parameters = inspect.signature(op.call).parameters
+    try:
+        bound = inspect.signature(op.call).bind(*args, **kwargs).arguments
+    except TypeError:  # a call() Keras accepted but Python cannot bind: by position
+        return {"sequences": args[0] if args else None, **kwargs}
+    arguments = {}
+    for name, value in bound.items():
+        if parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+            arguments.update(value)
+        else:
+            arguments[name] = value
+    first = next(iter(parameters))
+    arguments["sequences"] = arguments.pop(first, None)
+    return arguments
+
+
+def _is_tensor(value):
+    return isinstance(value, keras.KerasTensor)
+
+
+class FeaturePath:
+    """The map from a model's inputs to what one of its recurrent layers receives.
+
+    Args:
+        model: a Functional or Sequential Keras model (sub-models of either
+            kind, nested to any depth, are followed).
+        layer: a `keras.layers.RNN` inside `model` (the forward or backward
+            layer of a `Bidirectional` included).
+
+    Raises:
+        TypeError: the layer is inside a subclassed model.
+        ValueError: the layer, or a sub-model enclosing it, is called at
+            several places of the graph or never; the layer is inside a
+            wrapper other than `Bidirectional`; or its call has arguments
+            (`constants`, ...) the spectrum cannot take.
+
+    Calling it on a batch of model inputs returns `LayerInputs`.
+    """
+
+    def __init__(self, model, layer):
+        self.model = model
+        self.layer = layer
+        if not _contains(model, layer):
+            raise ValueError(
+                f"LyapunovCallback: layer {_describe(layer)} is not part of model "
+                f"{model.name!r}. Pass one of the model's recurrent layers, or probe inputs "
+                "of the layer itself with probe_is_layer_input=True."
+            )
+        chains = _chains(model, layer, "")
+        if len(chains) != 1:
+            raise ValueError(
+                f"LyapunovCallback: the recurrent layer {_describe(layer)} is called "
+                f"{'at ' + str(len(chains)) + ' places' if chains else 'nowhere'} in the graph "
+                f"of model {model.name!r}, so which of its inputs to probe is ambiguous. "
+                f"{_FIX}."
+            )
+        self.stages = [self._stage(*link) for link in chains[0]]
+
+    def _stage(self, container, graph, op, direction):
+        nodes = _own_nodes(graph, op)
+        if len(nodes) != 1:
+            what = "the recurrent layer" if op is self.layer or direction else "the sub-model"
+            raise ValueError(
+                f"LyapunovCallback: {what} {_describe(op)} is called "
+                f"{'at ' + str(len(nodes)) + ' places' if nodes else 'nowhere'} in the graph "
+                f"of model {container.name!r}, so which of its inputs to probe is ambiguous. "
+                f"{_FIX}."
+            )
+        arguments = _call_arguments(op, nodes[0])
+        sequences = arguments.pop("sequences")
+        recurrent = isinstance(op, (keras.layers.RNN, keras.layers.Bidirectional))
+        outputs = {"sequences": sequences}
+        for name, value in arguments.items():
+            if name == "training" or value is None:
+                continue
+            if recurrent and name in ("initial_state", "mask"):
+                flat = keras.tree.flatten(value)
+                if not all(_is_tensor(v) for v in flat):
+                    raise ValueError(
+                        f"LyapunovCallback: layer {_describe(op)} is called with a constant "
+                        f"{name}= in model {container.name!r}; only tensors of the graph can be "
+                        f"mapped. {_FIX} (and initial_state= for its initial state)."
+                    )
+                if name == "initial_state":
+                    if direction is not None:
+                        half = len(flat) // 2
+                        flat = flat[:half] if direction == "forward" else flat[half:]
+                    outputs[name] = list(flat)
+                else:
+                    outputs[name] = value
+                continue
+            if any(_is_tensor(v) for v in keras.tree.flatten(value)):
+                raise ValueError(
+                    f"LyapunovCallback: {_describe(op)} is called with the tensor argument "
+                    f"{name}= in model {container.name!r}, which the Lyapunov spectrum cannot "
+                    f"take into account. {_FIX}."
+                )
+        if not recurrent:
+            outputs = sequences
+        return {
+            "graph": graph,
+            "op": op,
+            "implicit_mask": recurrent and getattr(sequences, "_keras_mask", None) is not None,
+            "function": keras.Model(graph.input, outputs, name=f"{op.name}_feature_path"),
+        }
+
+    def __call__(self, inputs):
+        """`LayerInputs` of the recurrent layer for a batch of model inputs."""
+        values = inputs
+        for stage in self.stages:
+            values = _fit_structure(values, stage["graph"].input)
+            values = stage["function"](values, training=False)
+        final = self.stages[-1]
+        sequences = values["sequences"]
+        mask = values.get("mask")
+        if mask is None and final["implicit_mask"]:
+            mask = _get_keras_mask(sequences)
+        initial_state = values.get("initial_state")
+        return LayerInputs(
+            sequences=np.asarray(keras.ops.convert_to_numpy(sequences)),
+            initial_state=None if initial_state is None else [
+                np.asarray(keras.ops.convert_to_numpy(s)) for s in initial_state
+            ],
+            mask=None if mask is None else np.asarray(keras.ops.convert_to_numpy(mask), bool),
+        )
+
+
+def _fit_structure(values, structure):
+    """`values` in the nesting of a graph's inputs when only the nesting
+    differs (a tensor for a one-element list, a tuple for a list)."""
+    if isinstance(values, dict) or isinstance(structure, dict):
+        return values
+    flat = keras.tree.flatten(values)
+    if len(flat) != len(keras.tree.flatten(structure)):
+        return values
+    return keras.tree.pack_sequence_as(structure, flat)
