@@ -1,11 +1,9 @@
 """ReLUSurvivalCallback: ReLU survival rates measured during training."""
 
-import numbers
-
+import keras
 import numpy as np
 
-import keras
-
+from keras_residual import _validation as check
 from keras_residual.dynamics import survival as survival_lib
 
 
@@ -35,29 +33,35 @@ class ReLUSurvivalCallback(keras.callbacks.Callback):
 
     Example:
 
-    >>> callback = kr.callbacks.ReLUSurvivalCallback(x_train[:256])
-    >>> history = model.fit(x_train, y_train, epochs=5, callbacks=[callback])
-    >>> history.history["relu_survival_min"]
-    [0.41, 0.43, ...]
-    >>> callback.plot()   # survival against depth, one line per epoch
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(32, 8)).astype("float32")
+    >>> y = rng.integers(0, 2, size=(32,))
+    >>> model = keras.Sequential([
+    ...     keras.Input((8,)),
+    ...     keras.layers.Dense(8, activation="relu", name="hidden_1"),
+    ...     keras.layers.Dense(8, activation="relu", name="hidden_2"),
+    ...     keras.layers.Dense(2, name="logits")])
+    >>> model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    >>> callback = kr.callbacks.ReLUSurvivalCallback(x[:16])
+    >>> history = model.fit(x, y, epochs=2, verbose=0, callbacks=[callback])
+    >>> len(history.history["relu_survival_min"])  # one value per epoch
+    2
+    >>> callback.epochs, list(callback.rates[1])  # one rate per ReLU
+    ([0, 1], ['hidden_1', 'hidden_2'])
+    >>> all(0.0 <= rate <= 1.0 for rate in callback.rates[1].values())
+    True
+    >>> ax = callback.plot()  # survival against depth, one line per epoch
+    >>> len(ax.lines)
+    2
     """
 
     def __init__(self, probe_inputs, layers=None, every_n_epochs=1):
         super().__init__()
-        if (
-            isinstance(every_n_epochs, bool)
-            or not isinstance(every_n_epochs, numbers.Integral)
-            or every_n_epochs <= 0
-        ):
-            raise ValueError(
-                "Argument `every_n_epochs` must be a positive integer; received "
-                f"every_n_epochs={every_n_epochs!r}."
-            )
+        self.every_n_epochs = check.positive_int("every_n_epochs", every_n_epochs)
         if probe_inputs is None:
             raise ValueError("Argument `probe_inputs` must be a batch of inputs; received None.")
-        self.probe_inputs = probe_inputs
+        self.probe_inputs = survival_lib.check_probe("probe_inputs", probe_inputs)
         self.layers = layers
-        self.every_n_epochs = int(every_n_epochs)
         self.rates = {}
         self.epochs = []
         self._probe = None
@@ -65,13 +69,24 @@ class ReLUSurvivalCallback(keras.callbacks.Callback):
 
     def _get_probe(self):
         if self._probe is None or self._probe_model is not self.model:
-            survival_lib._prepare(self.model, self.probe_inputs)
-            self._probe = survival_lib._Probe(self.model, self.layers)
+            self._probe = survival_lib.SurvivalProbe(
+                self.model, self.layers, inputs=self.probe_inputs
+            )
             self._probe_model = self.model
         return self._probe
 
     def on_train_begin(self, logs=None):
-        self._get_probe()
+        # Configuration errors (no ReLU, a probe the model cannot take)
+        # surface here, before an epoch of training, not after it.
+        probe = self._get_probe()
+        try:
+            probe.stats(self.probe_inputs, compiled=False)
+        except Exception as error:  # noqa: BLE001 (re-raised with the argument named)
+            shapes = [tuple(np.shape(leaf)) for leaf in keras.tree.flatten(self.probe_inputs)]
+            raise ValueError(
+                f"ReLUSurvivalCallback: model `{self.model.name}` cannot be run on "
+                f"`probe_inputs` (shapes {shapes}): {error}"
+            ) from error
 
     def measure(self):
         """The current survival rates, `{relu key: rate}` (no logging)."""
@@ -85,6 +100,7 @@ class ReLUSurvivalCallback(keras.callbacks.Callback):
         self.rates[epoch] = rates
         self.epochs.append(epoch)
         if logs is not None and rates:
+            # A NaN rate (NaN pre-activations, warned about) makes both NaN.
             values = np.array(list(rates.values()))
             logs["relu_survival_mean"] = float(values.mean())
             logs["relu_survival_min"] = float(values.min())

@@ -1,7 +1,8 @@
 """The characteristic frequency of a data set of sequences."""
 
-import keras
 import numpy as np
+
+from keras_residual import _validation as check
 
 
 def characteristic_frequency(x, return_spectrum=False):
@@ -26,8 +27,8 @@ def characteristic_frequency(x, return_spectrum=False):
         NumPy arrays over the non-DC bins.
 
     Raises:
-        ValueError: `x` is not of rank 2 or 3, has fewer than 3 steps, or
-            is not finite.
+        ValueError: `x` is not of rank 2 or 3, has fewer than 3 steps, is
+            not finite, or is constant in time (no power outside DC).
 
     Example:
 
@@ -38,12 +39,7 @@ def characteristic_frequency(x, return_spectrum=False):
     1.0
     >>> rho = kr.residuals.Rotational(angle=angle)
     """
-    values = np.asarray(keras.ops.convert_to_numpy(x), dtype="float64")
-    if values.ndim not in (2, 3):
-        raise ValueError(
-            "Argument `x` must have rank 2 (batch, timesteps) or 3 (batch, timesteps, "
-            f"features); received shape {values.shape}."
-        )
+    values = check.array("x", x, ndim=(2, 3), nonempty=False).astype("float64")
     if values.ndim == 2:
         values = values[:, :, None]
     steps = values.shape[1]
@@ -54,7 +50,17 @@ def characteristic_frequency(x, return_spectrum=False):
         )
     if not np.all(np.isfinite(values)):
         raise ValueError("Argument `x` must be finite; it contains NaN or inf.")
-    power = np.mean(np.abs(np.fft.rfft(values, axis=1)) ** 2, axis=(0, 2))[1:]
+    spectrum = np.mean(np.abs(np.fft.rfft(values, axis=1)) ** 2, axis=(0, 2))
+    power = spectrum[1:]
+    # A constant signal has only DC power; what the FFT leaves in the other
+    # bins is rounding, ~eps relative to the signal's amplitude.
+    total = float(np.sum(spectrum))
+    if total == 0.0 or np.sqrt(power.max() / total) <= 1e3 * np.finfo("float64").eps:
+        raise ValueError(
+            "Argument `x` has no power outside the constant (DC) component: every "
+            "sequence is constant in time, so it has no characteristic frequency; "
+            f"received shape {np.shape(x)} with a time-constant signal."
+        )
     angles = 2.0 * np.pi * np.arange(1, power.size + 1) / steps
     angle = float(angles[int(np.argmax(power))])
     if return_spectrum:

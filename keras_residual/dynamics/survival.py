@@ -31,8 +31,10 @@ import keras
 from keras import ops
 
 from keras_residual import _activations
+from keras_residual import _validation as check
 
 __all__ = [
+    "SurvivalProbe",
     "cantelli_lower_bound",
     "plot_survival",
     "relu_survival",
@@ -52,10 +54,11 @@ def cantelli_lower_bound(mean, variance):
             `mean`).
 
     Returns:
-        The bound, a float for scalar arguments, else a NumPy array.
+        The bound, a float for scalar arguments, else a NumPy array; NaN
+        where the mean or the variance is NaN.
 
     Raises:
-        ValueError: for a negative or non-finite variance or a non-finite
+        ValueError: for a negative or infinite variance or an infinite
             mean.
 
     Example:
@@ -65,18 +68,19 @@ def cantelli_lower_bound(mean, variance):
     >>> kr.dynamics.cantelli_lower_bound(-0.5, 1.0)
     0.0
     """
-    mu = np.asarray(mean, dtype="float64")
-    var = np.asarray(variance, dtype="float64")
-    if not np.all(np.isfinite(mu)):
-        raise ValueError(f"Argument `mean` must be finite; received mean={mean!r}.")
-    if not np.all(np.isfinite(var)) or np.any(var < 0):
-        raise ValueError(
-            f"Argument `variance` must be finite and >= 0; received variance={variance!r}."
-        )
-    mu, var = np.broadcast_arrays(mu, var)
-    positive = mu > 0
-    safe = np.where(positive, mu, 1.0)
-    bound = np.where(positive, safe**2 / (safe**2 + var), 0.0)
+    mu = check.array("mean", mean, nonempty=False)
+    var = check.array("variance", variance, nonempty=False)
+    mu, var = np.broadcast_arrays(mu.astype("float64"), var.astype("float64"))
+    with np.errstate(invalid="ignore"):
+        if np.any(var < 0) or np.any(np.isinf(var)) or np.any(np.isinf(mu)):
+            raise ValueError(
+                "Arguments `mean` and `variance` must be finite (or NaN, which gives a NaN "
+                f"bound) with variance >= 0; received mean={mean!r}, variance={variance!r}."
+            )
+        positive = mu > 0
+        safe = np.where(positive, mu, 1.0)
+        bound = np.where(positive, safe**2 / (safe**2 + var), 0.0)
+    bound = np.where(np.isnan(mu) | np.isnan(var), np.nan, bound)
     return float(bound) if bound.ndim == 0 else bound
 
 
@@ -161,15 +165,17 @@ class _PreActivationStats(keras.layers.Layer):
         for z in pre.values():
             z = ops.cast(z, "float32")
             mean = ops.mean(z)
-            rows.append(
-                ops.stack(
-                    [
-                        ops.mean(ops.cast(ops.greater(z, 0.0), "float32")),
-                        mean,
-                        ops.mean(ops.square(z - mean)),
-                    ]
-                )
+            # NaN > 0 is False: a NaN entry would count as a dead unit, so a
+            # pre-activation holding NaN has a NaN survival rate.
+            # (A mean, not ops.any: JAX's symbolic batch cannot be reduced
+            # by `any` while Keras infers the probe's output spec.)
+            nan_fraction = ops.mean(ops.cast(ops.isnan(z), "float32"))
+            survival = ops.where(
+                ops.greater(nan_fraction, 0.0),
+                float("nan"),
+                ops.mean(ops.cast(ops.greater(z, 0.0), "float32")),
             )
+            rows.append(ops.stack([survival, mean, ops.mean(ops.square(z - mean))]))
         if not rows:
             return ops.zeros((0, 3), "float32")
         return ops.stack(rows)
@@ -180,19 +186,46 @@ def _key(prefix, layer, relu_name):
     return f"{name}/{relu_name}" if relu_name else name
 
 
-class _Probe:
+class SurvivalProbe:
     """A probe model over the ReLU pre-activations of a model (one pass).
+
+    What `relu_survival`, `survival_bounds` and `ReLUSurvivalCallback` run:
+    built once for a model (building the model on `inputs` first when it is
+    not built), then `stats(inputs)` measures every selected ReLU in one
+    forward pass.
+
+    Args:
+        model: a Functional or Sequential model, or a single layer with a
+            ReLU.
+        layers: `None` (every ReLU) or layer names / layers to restrict to.
+        inputs: a probe batch, used to build an unbuilt model.
+
+    Raises:
+        ValueError: the model has no ReLU, `layers` names a layer without
+            one, or `inputs` is empty.
+        TypeError: `model` is not a Keras model or layer, or is a
+            subclassed model (which has no graph to probe).
 
     `entries` are `(prefix, layer, wrapper, output)`: the `_PreActivationStats`
     wrapper of a ReLU layer (it knows the ReLUs' names) and its output in the
     probe's graph.
     """
 
-    def __init__(self, model, layers=None):
+    def __init__(self, model, layers=None, inputs=None):
         self.model = model
         self.selection = _normalize_selection(layers)
+        if inputs is not None:
+            check_probe("inputs", inputs)
+            if isinstance(model, keras.Model) and not model.built:
+                model(inputs)
         if _is_graph_model(model):
             entries = self._graph_entries(model, prefix="")
+            if not entries:
+                raise ValueError(
+                    f"Argument `model` has no ReLU to measure: model `{model.name}` has no "
+                    "ReLU activation, keras.layers.ReLU, Activation('relu') or layer with "
+                    "`relu_pre_activations` (such as this library's blocks)."
+                )
             self._check_selection(entries)
             entries = [e for e in entries if self._selected(e)]
             outputs = [output for _, _, _, output in entries]
@@ -287,8 +320,10 @@ class _Probe:
 
         `compiled=True` runs the probe through Keras' compiled predict step
         (worth it when the probe is reused, as by the callback); otherwise it
-        is called eagerly, which is faster for a single pass.
+        is called eagerly, which is faster for a single pass. A ReLU whose
+        pre-activation holds NaN gets NaN figures, with a `RuntimeWarning`.
         """
+        check_probe("inputs", inputs)
         if self.keras_probe is not None:
             if compiled:
                 outputs = self.keras_probe.predict_on_batch(inputs)
@@ -307,7 +342,31 @@ class _Probe:
             names = wrapper.relu_names or []
             for name, row in zip(names, rows.reshape(-1, 3)):
                 result[_key(prefix, layer, name)] = tuple(float(v) for v in row)
+        bad = [key for key, row in result.items() if not np.all(np.isfinite(row))]
+        if bad:
+            warnings.warn(
+                f"ReLU survival: the pre-activations of {len(bad)} of {len(result)} ReLUs hold "
+                f"NaN or inf (first: {bad[0]!r}); their figures are NaN/inf, not rates.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         return result
+
+
+def check_probe(name, inputs):
+    """A probe batch (an array, tensor, or a list/dict of them for a model with
+    several inputs) with at least one sample in each."""
+    leaves = keras.tree.flatten(inputs)
+    if not leaves:
+        raise ValueError(f"Argument `{name}` must be a batch of inputs; received {inputs!r}.")
+    for leaf in leaves:
+        shape = tuple(getattr(leaf, "shape", np.shape(leaf)))
+        if not shape or shape[0] == 0:
+            raise ValueError(
+                f"Argument `{name}` must hold at least one sample (a batch axis of length "
+                f">= 1); received an input of shape {shape}."
+            )
+    return inputs
 
 
 def _normalize_selection(layers):
@@ -334,11 +393,6 @@ def _normalize_selection(layers):
                 f"an item {item!r} of type {type(item).__name__}."
             )
     return {"names": names, "objects": objects, "ids": {id(o) for o in objects}}
-
-
-def _prepare(model, inputs):
-    if isinstance(model, keras.Model) and not model.built:
-        model(inputs)
 
 
 # --------------------------------------------------------------------------
@@ -375,14 +429,13 @@ def survival_bounds(model, inputs, layers=None):
     >>> s["survival"] >= s["cantelli_bound"]
     True
     """
-    _prepare(model, inputs)
-    stats = _Probe(model, layers).stats(inputs)
+    stats = SurvivalProbe(model, layers, inputs=inputs).stats(inputs)
     return {
         key: {
             "survival": survival,
             "mean": mean,
             "variance": variance,
-            "cantelli_bound": cantelli_lower_bound(mean, max(variance, 0.0)),
+            "cantelli_bound": _bound(mean, variance),
         }
         for key, (survival, mean, variance) in stats.items()
     }
@@ -422,9 +475,16 @@ def relu_survival(model, inputs, layers=None):
     >>> list(rates)[:3]
     ['block_0/learner_relu_1', 'block_0/output_relu', 'block_1/learner_relu_1']
     """
-    _prepare(model, inputs)
-    stats = _Probe(model, layers).stats(inputs)
+    stats = SurvivalProbe(model, layers, inputs=inputs).stats(inputs)
     return {key: survival for key, (survival, _, _) in stats.items()}
+
+
+def _bound(mean, variance):
+    """The Cantelli bound of measured figures: NaN when they are not finite
+    (an overflowing or NaN pre-activation, already warned about)."""
+    if not (np.isfinite(mean) and np.isfinite(variance)):
+        return float("nan")
+    return cantelli_lower_bound(mean, max(variance, 0.0))
 
 
 def plot_survival(rates, ax=None, keys=None, **plot_kwargs):

@@ -55,6 +55,39 @@ def test_every_n_epochs_and_layers():
     assert len(history.history["loss"]) == 4
 
 
+def test_a_model_that_outputs_nan_logs_nan_not_zero():
+    model = _model()
+    x, y = _data()
+    probe = x[:8].copy()
+    probe[0, 0, 0, 0] = np.nan
+    callback = kr.callbacks.ReLUSurvivalCallback(probe)
+    with pytest.warns(RuntimeWarning, match="NaN"):
+        history = model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[callback])
+    assert np.isnan(history.history["relu_survival_mean"][0])
+    assert np.isnan(history.history["relu_survival_min"][0])
+
+
+def test_a_wrong_probe_fails_before_the_first_epoch():
+    model = _model()
+    x, y = _data()
+    seen = []
+    marker = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: seen.append(epoch))
+    callback = kr.callbacks.ReLUSurvivalCallback(np.zeros((4, 5, 5, 3), "float32"))
+    with pytest.raises(ValueError, match=r"ReLUSurvivalCallback.*`probe_inputs`.*\(4, 5, 5, 3\)"):
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[callback, marker])
+    assert seen == [], "the probe was checked only after training began"
+    with pytest.raises(ValueError, match="`probe_inputs` must hold at least one sample"):
+        kr.callbacks.ReLUSurvivalCallback(np.zeros((0, 6, 6, 4), "float32"))
+
+
+def test_a_model_without_relu_fails_at_train_begin():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile("sgd", "mse")
+    callback = kr.callbacks.ReLUSurvivalCallback(np.zeros((4, 3), "float32"))
+    with pytest.raises(ValueError, match="no ReLU"):
+        model.fit(np.zeros((8, 3)), np.zeros((8, 2)), epochs=1, verbose=0, callbacks=[callback])
+
+
 def test_plot():
     import matplotlib
 

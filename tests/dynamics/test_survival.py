@@ -1,4 +1,4 @@
-"""ReLU survival and Cantelli bounds (DESIGN section 4)."""
+"""ReLU survival and Cantelli bounds (README.md, Equations, "PNNH": ReLU survival)."""
 
 import keras
 import numpy as np
@@ -65,9 +65,47 @@ def test_cantelli_values():
     # The bound holds for a distribution: a shifted normal, mu = 1, s = 1.
     z = np.random.default_rng(0).standard_normal(100_000) + 1.0
     assert np.mean(z > 0) >= cantelli(z.mean(), z.var())
-    for bad in (-1.0, float("nan")):
+    for bad in (-1.0, float("inf")):
         with pytest.raises(ValueError, match="variance"):
             cantelli(1.0, bad)
+    # NaN stays NaN: no bound can be read off a NaN figure.
+    assert np.isnan(cantelli(float("nan"), 1.0)) and np.isnan(cantelli(1.0, float("nan")))
+    np.testing.assert_array_equal(np.isnan(cantelli([1.0, np.nan], [1.0, 1.0])), [False, True])
+
+
+def test_nan_pre_activations_give_nan_survival_with_a_warning():
+    model = _dense_model()
+    x = np.random.default_rng(1).standard_normal((16, 5)).astype("float32")
+    x[3, 0] = np.nan
+    with pytest.warns(RuntimeWarning, match="NaN"):
+        rates = kr.dynamics.relu_survival(model, x)
+    # The NaN reaches the first two ReLUs' pre-activations; Keras' ReLU layer
+    # with a threshold maps NaN to 0 (where(z > 0.1, z, 0)), so the last
+    # ReLU's pre-activation is finite and its rate is a real rate.
+    assert np.isnan(rates["dense_relu"]) and np.isnan(rates["relu_layer"]), rates
+    assert 0.0 <= rates["activation_relu"] <= 1.0
+    with pytest.warns(RuntimeWarning, match="NaN"):
+        stats = kr.dynamics.survival_bounds(model, x)
+    for key in ("dense_relu", "relu_layer"):
+        assert np.isnan(stats[key]["survival"]) and np.isnan(stats[key]["cantelli_bound"])
+
+
+def test_a_model_without_relu_and_an_empty_probe_are_clear_errors():
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, activation="tanh")])
+    x = np.zeros((4, 5), "float32")
+    with pytest.raises(ValueError, match="no ReLU"):
+        kr.dynamics.relu_survival(model, x)
+    with pytest.raises(ValueError, match="no ReLU"):
+        kr.dynamics.survival_bounds(keras.layers.Dense(3), x)
+    with pytest.raises(ValueError, match=r"`inputs` must hold at least one sample.*\(0, 5\)"):
+        kr.dynamics.relu_survival(_dense_model(), np.zeros((0, 5), "float32"))
+
+
+def test_integer_probes_are_measured_as_floats():
+    model = _dense_model()
+    x = np.random.default_rng(4).integers(-3, 4, size=(16, 5))
+    expected = kr.dynamics.relu_survival(model, x.astype("float32"))
+    assert kr.dynamics.relu_survival(model, x.astype("int32")) == pytest.approx(expected)
 
 
 def test_selection_nesting_and_single_layers():
