@@ -1,5 +1,6 @@
 """Layers: weakly coupled residual RNNs (and the PNNH blocks)."""
 
+from keras_residual.layers.lyapunov_exponents import LyapunovExponents
 from keras_residual.layers.plain_conv_block import PlainConvBlock
 from keras_residual.layers.pnnh_coder import PNNHCoder
 from keras_residual.layers.pnnh_conv_block import PNNHConvBlock
@@ -8,7 +9,7 @@ from keras_residual.layers.residual_conv_block import ResidualConvBlock
 from keras_residual.layers.wcrnn import WCRNN
 from keras_residual.layers.wcrnn_cell import WCRNNCell
 
-__all__ = ["WCRNN", "WCRNNCell"]
+__all__ = ["WCRNN", "WCRNNCell", "LyapunovExponents"]
 __all__ += [
     "PNNHCoder",
     "PNNHConvBlock",

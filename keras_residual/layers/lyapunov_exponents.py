@@ -1,0 +1,168 @@
+"""LyapunovExponents: the finite-time Lyapunov exponents of a recurrent layer, as a layer."""
+
+import keras
+from keras import ops
+
+from keras_residual import _validation as check
+from keras_residual.dynamics import _lyapunov_backends
+from keras_residual.dynamics import lyapunov as lyapunov_lib
+from keras_residual.dynamics import tangents as tangents_lib
+
+
+@keras.saving.register_keras_serializable(package="keras_residual")
+class LyapunovExponents(keras.layers.Layer):
+    """The finite-time Lyapunov exponents of a recurrent layer along its inputs.
+
+    Called on input sequences, returns each sequence's `k` leading
+    finite-time exponents of the wrapped layer's dynamics (the QR algorithm
+    of `kr.dynamics.lyapunov_spectrum`, same initial frame, same numbers as
+    its `per_sequence`), and is differentiable with respect to the wrapped
+    layer's weights on every backend: the loop is one `keras.ops.scan` of
+    the cell's tangent map (analytic for `WCRNNCell` and Keras'
+    `SimpleRNNCell`, `GRUCell`, `LSTMCell`, `StackedRNNCells`; forward-mode
+    autodiff otherwise) and of a differentiable Householder QR. The wrapped
+    layer is shared, never copied: training a model around this layer
+    changes that layer's weights. This is gradient flossing (Engelken,
+    NeurIPS 2023, arXiv 2312.17306): a model
+    `keras.Model(x, LyapunovExponents(rnn, k)(x))` trained with a mean
+    squared error toward target exponents pushes `rnn`'s exponents there.
+
+    Args:
+        layer: a recurrent layer (`keras.layers.RNN`: `kr.layers.WCRNN`,
+            `keras.layers.SimpleRNN`, `LSTM`, `GRU`, ...) or an RNN cell,
+            built or not.
+        num_exponents: k, `None` (all) or an integer in [1, state size].
+        warmup: steps before the logs are accumulated (>= 0, less than the
+            sequences' length).
+        qr_interval: steps between QRs (an integer >= 1; QR every step by
+            default, which keeps the gradient of the QR well defined).
+        seed: seed of the initial orthogonal frame (`None` means 0).
+        trajectory_gradient: whether the gradient flows through the state
+            trajectory h_t as well as through the tangent dynamics (`True`,
+            the exact gradient of the finite-time exponents). `False` stops
+            it at each step's state: the gradient then only sees how the
+            weights change the Jacobians along a fixed trajectory, which is
+            cheaper and far less rugged for a chaotic network, where the
+            exact gradient through the trajectory grows like exp(lambda_1 T).
+
+    Call arguments:
+        inputs: the wrapped layer's input sequences `(batch, timesteps,
+            features)`.
+        training: ignored: the dynamics are always those of inference mode
+            (no dropout), in training as in evaluation.
+
+    Returns:
+        `(batch, k)` exponents per sequence, sorted descending (natural
+        log per step).
+
+    Example:
+
+    >>> rnn = keras.layers.SimpleRNN(8)
+    >>> x = np.random.default_rng(0).normal(size=(4, 30, 2)).astype("float32")
+    >>> exponents = kr.layers.LyapunovExponents(rnn, num_exponents=3)(x)
+    >>> tuple(exponents.shape)
+    (4, 3)
+    """
+
+    def __init__(
+        self, layer, num_exponents=None, warmup=0, qr_interval=1, seed=None,
+        trajectory_gradient=True, **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(layer, dict):
+            layer = keras.saving.deserialize_keras_object(layer)
+        self.cell, self.go_backwards = lyapunov_lib.resolve_cell(layer)
+        self.layer = layer
+        settings = lyapunov_lib.check_settings(num_exponents, warmup, qr_interval, seed)
+        if settings["qr_interval"] == "auto":
+            raise ValueError(
+                "Argument `qr_interval` of LyapunovExponents must be an integer >= 1 (a "
+                "differentiable loop has a fixed schedule); received qr_interval='auto'."
+            )
+        self.num_exponents = settings["num_exponents"]
+        self.warmup = settings["warmup"]
+        self.qr_interval = settings["qr_interval"]
+        self.seed = seed
+        self.trajectory_gradient = check.boolean("trajectory_gradient", trajectory_gradient)
+        self._seed = settings["seed"]
+        structure, sizes = lyapunov_lib.state_sizes(self.cell)
+        self._structure, self._sizes = structure, sizes
+        self.state_size = sum(sizes)
+        if self.num_exponents is not None and self.num_exponents > self.state_size:
+            check.integer(
+                "num_exponents", self.num_exponents, minimum=1, maximum=self.state_size,
+                allowed=f"None or an integer in [1, state size = {self.state_size}]",
+            )
+        self.jacobian = "analytic" if tangents_lib.tangent_map(self.cell) is not None else "autodiff"
+        self._step = None
+
+    @property
+    def k(self):
+        return self.num_exponents or self.state_size
+
+    def build(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"LyapunovExponents takes sequences (batch, timesteps, features); received "
+                f"input_shape={tuple(input_shape)}."
+            )
+        if not self.layer.built:
+            self.layer.build(tuple(input_shape))
+        if not self.cell.built:
+            self.cell.build(tuple(input_shape[:1]) + tuple(input_shape[2:]))
+
+    def _step_function(self):
+        if self._step is None:
+            self._step = lyapunov_lib.step_function(
+                self.cell, self._structure, self._sizes, self.jacobian, "householder",
+                self.qr_interval, _lyapunov_backends.get_backend(), self.cell.compute_dtype,
+                state_gradient=self.trajectory_gradient,
+            )
+        return self._step
+
+    def call(self, inputs, training=None):
+        dtype = self.cell.compute_dtype
+        inputs = check.floating(inputs, dtype)
+        inputs = ops.cast(inputs, dtype)
+        steps = inputs.shape[1]
+        if steps is None:
+            raise ValueError(
+                "LyapunovExponents needs sequences of a known length (the loop's schedule "
+                f"and its average depend on it); received inputs of shape {inputs.shape}."
+            )
+        if not 0 <= self.warmup < steps:
+            raise ValueError(
+                f"Argument `warmup` must be an integer in [0, timesteps - 1 = {steps - 1}]; "
+                f"received warmup={self.warmup}."
+            )
+        xs = ops.transpose(inputs, (1, 0, 2))
+        if self.go_backwards:
+            xs = ops.flip(xs, axis=0)
+        batch = ops.shape(inputs)[0]
+        h0 = ops.zeros((batch, self.state_size), dtype=dtype)
+        carry = lyapunov_lib.initial_carry(h0, self.state_size, self.k, self._seed, dtype, dtype)
+        step = self._step_function()
+        ts = ops.arange(1, steps + 1, dtype="int32")
+
+        def scan_step(carry, inputs_t):
+            x, t = inputs_t
+            return step(carry, x, t, self.warmup, steps), None
+
+        carry, _ = ops.scan(scan_step, carry, (xs, ts))
+        exponents = (carry[2] + carry[3]) / float(steps - self.warmup)
+        return -ops.sort(-exponents, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.k)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "layer": keras.saving.serialize_keras_object(self.layer),
+            "num_exponents": self.num_exponents,
+            "warmup": self.warmup,
+            "qr_interval": self.qr_interval,
+            "seed": self.seed,
+            "trajectory_gradient": self.trajectory_gradient,
+        }
+
