@@ -1,11 +1,87 @@
+import json
 import os
 
 import keras
 import pytest
 
+BACKENDS = ("tensorflow", "jax", "torch")
+# The reason of every by-design skip starts with this; `tests/run_backends.py`
+# counts these apart and fails a backend on any other skip (a missing package).
+BY_DESIGN = "by design: "
+# Where `tests/run_backends.py` wants the session's skips (JSON), if anywhere.
+SKIP_REPORT = "KERAS_RESIDUAL_SKIP_REPORT"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "only_backend(*backends, reason): the test runs under these backends only, by "
+        "design (e.g. it spans the backends itself, or what it checks exists on one); "
+        "elsewhere it is skipped with a reason starting 'by design: '",
+    )
+
 
 def pytest_report_header(config):
     return f"keras {keras.__version__}, backend {keras.backend.backend()}"
+
+
+def pytest_collection_modifyitems(config, items):
+    backend = keras.backend.backend()
+    for item in items:
+        marker = item.get_closest_marker("only_backend")
+        if marker is None:
+            continue
+        backends = marker.args
+        reason = marker.kwargs.get("reason")
+        unknown = [b for b in backends if b not in BACKENDS]
+        if not backends or unknown or not reason or set(marker.kwargs) != {"reason"}:
+            raise pytest.UsageError(
+                f"{item.nodeid}: only_backend takes backend names out of {BACKENDS} and "
+                f"reason=...; received args={backends}, kwargs={marker.kwargs}"
+            )
+        if backend not in backends:
+            item.add_marker(
+                pytest.mark.skip(reason=f"{BY_DESIGN}{reason} [{', '.join(backends)} only]")
+            )
+
+
+def _skip_reason(report):
+    if hasattr(report, "wasxfail"):
+        return f"xfail: {report.wasxfail}"
+    if isinstance(report.longrepr, tuple):  # (path, line, reason)
+        reason = report.longrepr[2]
+    else:
+        reason = str(report.longrepr)
+    return reason.removeprefix("Skipped: ")
+
+
+_SKIPS = []  # this session's skips: {"nodeid", "reason"}
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and report.when in ("setup", "call"):
+        _SKIPS.append({"nodeid": report.nodeid, "reason": _skip_reason(report)})
+
+
+def pytest_collectreport(report):
+    # A whole module skipped at import (e.g. by a module-level importorskip).
+    if report.skipped:
+        _SKIPS.append({"nodeid": report.nodeid, "reason": _skip_reason(report)})
+
+
+def pytest_sessionfinish(session, exitstatus):
+    path = os.environ.get(SKIP_REPORT)
+    if path:
+        with open(path, "w") as f:
+            json.dump(
+                {
+                    "backend": keras.backend.backend(),
+                    "by_design": [s for s in _SKIPS if s["reason"].startswith(BY_DESIGN)],
+                    "other": [s for s in _SKIPS if not s["reason"].startswith(BY_DESIGN)],
+                },
+                f,
+                indent=1,
+            )
 
 
 @pytest.fixture(autouse=True)

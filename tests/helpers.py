@@ -26,8 +26,9 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # A test that runs all three backends itself (in subprocesses, through
 # `assert_backends_agree`) needs to run in one pass of the suite only.
-spans_backends = pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow",
+# `only_backend` (tests/conftest.py) reports the other passes' skips as by design.
+spans_backends = pytest.mark.only_backend(
+    "tensorflow",
     reason="spans the three backends itself (subprocesses): runs once, in the tensorflow pass",
 )
 

@@ -89,6 +89,7 @@ def make():
     return keras.Sequential([keras.layers.Dense(5, activation="tanh"), keras.layers.Dense(2)])
 """
 
+# A skew of 1e-3 under torch: 100 x assert_backends_agree's float32 atol 1e-5, caught on any CPU.
 BAD = """
 class Skewed(keras.layers.Layer):
     def call(self, x):

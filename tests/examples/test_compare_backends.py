@@ -16,8 +16,8 @@ def test_compare_backends_arguments():
         compare.parse_args(["--backends", "numpy"])
 
 
-@pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow",
+@pytest.mark.only_backend(
+    "tensorflow",
     reason="the example runs every backend in its own subprocess; once (under tensorflow) is enough",
 )
 def test_compare_backends_smoke(tmp_path):
