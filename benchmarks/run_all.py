@@ -5,7 +5,10 @@ Runs, one after the other (each benchmark spawns one process per backend):
 - `rnn_speed.py`: WCRNN vs keras SimpleRNN/LSTM (and torch.nn.RNN, a jitted
   lax.scan) training-step time;
 - `lyapunov_speed.py`: `lyapunov_spectrum` against the float64 NumPy
-  reference, and (`--callback`) what `LyapunovCallback` adds to an epoch;
+  reference (WCRNN, LSTM, GRU, SimpleRNN; and the Elman net of the peer
+  comparison), and (`--callback`) what `LyapunovCallback` adds to an epoch;
+- `flossing_speed.py`: a gradient-flossing step against a plain training
+  step, for several k and T;
 - `pnnh_speed.py`: PNNH vs residual vs plain block stacks, and the cost of
   `ReLUSurvivalCallback`;
 - `applications_speed.py`: `kr.applications` ResNets and ViT-Tiny in each
@@ -48,7 +51,7 @@ BACKENDS = ("tensorflow", "jax", "torch")
 BENCHMARKS = {
     "rnn_speed": (
         "Recurrent layers: training-step time",
-        ["rnn_speed.py", "--lengths", "784"],
+        ["rnn_speed.py", "--lengths", "784,100"],
         ["rnn_speed.py", "--lengths", "100", "--steps", "3", "--warmup", "1",
          "--layers", "WCRNN,SimpleRNN,native"],
         False,
@@ -60,10 +63,25 @@ BENCHMARKS = {
          "--no-float64"],
         False,
     ),
+    "lyapunov_elman": (
+        "Lyapunov spectrum of an Elman net (the peer comparison's configuration)",
+        ["lyapunov_speed.py", "--backend", "all", "--models", "simple_rnn", "--batch", "8",
+         "--no-float64", "--qr-intervals", "1"],
+        ["lyapunov_speed.py", "--backend", "all", "--models", "simple_rnn", "--batch", "8",
+         "--no-float64", "--qr-intervals", "1", "--steps", "100"],
+        False,
+    ),
     "lyapunov_callback": (
         "LyapunovCallback: cost per epoch",
         ["lyapunov_speed.py", "--callback", "--backend", "all"],
         ["lyapunov_speed.py", "--callback", "--backend", "all", "--epochs", "1"],
+        False,
+    ),
+    "flossing_speed": (
+        "Gradient flossing: a flossing step against a plain training step",
+        ["flossing_speed.py", "--backend", "all"],
+        ["flossing_speed.py", "--backend", "all", "--ks", "1", "--lengths", "20",
+         "--steps", "2", "--warmup", "1", "--models", "simple_rnn"],
         False,
     ),
     "pnnh_speed": (
@@ -219,7 +237,8 @@ def main(argv=None):
         raise SystemExit(f"--only: unknown {unknown}; allowed: {list(BENCHMARKS)}")
     os.makedirs(args.figures, exist_ok=True)
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    sections, any_failed = [], False
+    sections, any_failed = {}, False
+    machine = _report.machine()
     for key in keys:
         title, parts, failed, seconds = run_benchmark(key, args)
         any_failed |= failed
@@ -234,22 +253,28 @@ def main(argv=None):
         text = f"## {title}\n\n{body}\n"
         if charts:
             text += "\n" + "\n".join(charts) + "\n"
-        text += f"\n({seconds / 60:.1f} min)\n"
-        sections.append(f"<!-- begin {key} -->\n{text.rstrip()}\n<!-- end {key} -->")
-    mode = "quick mode (`--quick`: reduced sizes)" if args.quick else "full sizes"
-    command = "python benchmarks/run_all.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        mode = "quick mode (`--quick`: reduced sizes)" if args.quick else "full sizes"
+        text += (f"\n(Measured {started}, {mode}, {seconds / 60:.1f} min, "
+                 f"on {machine}.)\n")
+        sections[key] = text
+    # Sections of benchmarks not run now (and the GPU section, written from a
+    # GPU machine) stay as they are; each carries its own date and machine.
+    existing = open(args.output).read() if os.path.exists(args.output) else ""
     header = (
         "# Benchmarks\n\n"
-        f"Written by `{command.strip()}` on {started}, {mode}; every table below comes from "
-        "this one run, and every ratio is against a baseline measured in the same run "
-        "(same backend and process unless the column says otherwise).\n\n"
-        f"Machine: {_report.machine()}.\n\n"
+        "Written by `python benchmarks/run_all.py` (all of it, or `--only` some "
+        "sections); each section names the command that produced it and the run "
+        "it comes from (date, machine), and every ratio is against a baseline measured "
+        "in the same run (same backend and process unless the column says otherwise).\n\n"
         "Speed depends on the machine and its load: re-run `python benchmarks/run_all.py` "
-        "on yours. Each section names the command that produced it; run it alone to "
-        "re-measure one benchmark.\n"
+        "on yours, or a section's command alone to re-measure one benchmark.\n"
     )
+    body = existing[existing.index("<!-- begin "):] if "<!-- begin " in existing else ""
     with open(args.output, "w") as f:
-        f.write(header + "\n" + "\n\n".join(sections) + "\n")
+        f.write(header + "\n" + body)
+    for key in BENCHMARKS:
+        if key in sections:
+            _report.update_section(key, sections[key], path=args.output)
     print(f"wrote {args.output}" + (" (some benchmarks failed)" if any_failed else ""))
     return 1 if any_failed else 0
 

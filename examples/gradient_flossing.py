@@ -122,7 +122,7 @@ def run(kind, setting, delay, seed, args):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--delays", default="5,10,20,40", help="comma-separated delays d")
+    parser.add_argument("--delays", default="10,40,80,120", help="comma-separated delays d")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--settings", default=",".join(SETTINGS))
     parser.add_argument("--seeds", type=int, default=3)

@@ -58,7 +58,9 @@ def run_backend(backend, pytest_args):
 def _pytest(backend, pytest_args, env):
     # The whole suite unless the arguments name test paths themselves.
     paths = [a for a in pytest_args if not a.startswith("-") and os.path.exists(a.split("::")[0])]
-    command = [sys.executable, "-m", "pytest", *([] if paths else [HERE]), *pytest_args]
+    # The slowest tests are listed, to keep the run inside CI's time budget.
+    durations = [] if any(a.startswith("--durations") for a in pytest_args) else ["--durations=8"]
+    command = [sys.executable, "-m", "pytest", *([] if paths else [HERE]), *durations, *pytest_args]
     print(f"\n##### KERAS_BACKEND={backend}: {' '.join(command)}", flush=True)
     start = time.time()
     proc = subprocess.Popen(

@@ -172,6 +172,7 @@ def test_input_tensor():
     assert model.output_shape == (None, 4)
 
 
+@pytest.mark.nchw_conv
 def test_channels_first():
     last = kr.applications.PNNHResNet20(input_shape=(16, 16, 3), classes=4)
     keras.config.set_image_data_format("channels_first")

@@ -282,6 +282,7 @@ def test_pooling_and_include_top():
         assert model.layers[-1].name == "token_pool"
 
 
+@pytest.mark.nchw_conv
 def test_patch_embedding_channels_first_matches_channels_last():
     x = _images()
     last = vit.ViTPatchEmbedding(4, 8, data_format="channels_last")

@@ -69,6 +69,7 @@ def test_blocks_compute_relu_of_learner_plus_connection(block_type, strides, fil
     )
 
 
+@pytest.mark.nchw_conv
 @pytest.mark.parametrize("cls", BLOCKS, ids=lambda c: c.__name__)
 def test_channels_first_matches_channels_last(cls):
     x = _images((2, 8, 8, 3))
@@ -222,6 +223,7 @@ def test_coder_that_does_not_fit_the_block():
         kr.layers.PlainConvBlock(4)(np.zeros((1, 4, 4), "float32"))
 
 
+@pytest.mark.nchw_conv
 @spans_backends
 def test_backends_agree():
     snippet = """

@@ -32,7 +32,10 @@ def _numpy_coder(coder, x, channels_first=False):
         ((2, 8, 8, 6), {"strides": 1}, (2, 8, 8, 12)),
         ((2, 8, 8, 6), {"strides": 2}, (2, 4, 4, 12)),
         ((2, 7, 7, 6), {"strides": 2}, (2, 4, 4, 12)),
-        ((2, 6, 8, 8), {"strides": 2, "data_format": "channels_first"}, (2, 12, 4, 4)),
+        pytest.param(
+            (2, 6, 8, 8), {"strides": 2, "data_format": "channels_first"}, (2, 12, 4, 4),
+            marks=pytest.mark.nchw_conv,
+        ),
         ((2, 5, 6), {}, (2, 5, 12)),
         ((3, 6), {}, (3, 12)),
     ],
@@ -113,6 +116,9 @@ def test_invalid_inputs_at_build():
 # --- call-time inputs and argument kinds ----------------------------------------------
 
 
+LAYOUTS = ["images", pytest.param("channels_first", marks=pytest.mark.nchw_conv), "tokens"]
+
+
 @pytest.fixture(scope="module")
 def coders():
     """Built coders (images, channels first with stride 2, tokens), reused by the cases.
@@ -141,7 +147,7 @@ def _counts(shape, dtype):
 
 @pytest.mark.usefixtures("one_torch_thread")
 @pytest.mark.parametrize("dtype", ["int32", "uint8", "bool", "float16", "float64"])
-@pytest.mark.parametrize("layout", ["images", "channels_first", "tokens"])
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_inputs_are_computed_in_the_compute_dtype(coders, layout, dtype):
     # As keras.layers.Dense: integer and bool inputs are computed as floats,
     # in call and in the methods that bypass Layer.__call__ as well.
@@ -163,7 +169,7 @@ def test_inputs_are_computed_in_the_compute_dtype(coders, layout, dtype):
     np.testing.assert_allclose(_np(decoded), _np(coder.decode(code.astype("float32"))), atol=1e-6)
 
 
-@pytest.mark.parametrize("layout", ["images", "channels_first", "tokens"])
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_nan_propagates_and_empty_batch_gives_an_empty_output(coders, layout):
     coder, shape = coders[layout]
     x = np.ones(shape, "float32")
