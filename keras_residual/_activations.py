@@ -39,6 +39,12 @@ def name_of(activation):
         return "linear"
     if isinstance(activation, str):
         return activation
+    # Keras' own functions by identity first: `keras.activations.serialize`
+    # goes through the serialization machinery, which imports TensorFlow
+    # when it is installed (hundreds of MB and seconds under jax or torch).
+    for name in DERIVATIVES:
+        if activation is getattr(keras.activations, name, None):
+            return name
     serialized = keras.activations.serialize(activation)
     if isinstance(serialized, dict):
         serialized = serialized.get("config", serialized.get("class_name"))

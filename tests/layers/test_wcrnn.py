@@ -286,3 +286,26 @@ def test_outputs_agree_across_backends():
     assert_backends_agree(
         CROSS_BACKEND, RNG.normal(size=(2, 30, 3)).astype("float32"), atol=CROSS_BACKEND_ATOL
     )
+
+
+@pytest.mark.only_backend(
+    "jax", "torch", reason="checks that the fused layer does not import TensorFlow"
+)
+def test_training_does_not_import_tensorflow():
+    # Keras' serialization machinery imports TensorFlow when it is installed;
+    # looking up an activation through it cost a jax or torch process
+    # ~500 MB and seconds. A fresh process: the suite itself imports it.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, keras, keras_residual as kr\n"
+        "m = keras.Sequential([keras.Input((5, 1)), kr.layers.WCRNN(4, residual="
+        "kr.residuals.Rotational(angle=0.2)), keras.layers.Dense(1)])\n"
+        "m.compile('adam', 'mse')\n"
+        "m.fit(np.zeros((4, 5, 1)), np.zeros((4, 1)), verbose=0)\n"
+        "kr.dynamics.lyapunov_spectrum(m.layers[0], np.zeros((2, 5, 1)))\n"
+        "print('tensorflow' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False", out.stdout
