@@ -53,3 +53,22 @@ def markdown_table(headers, rows):
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def median_ms(step, steps, warmup, after_warmup=None):
+    """Median wall-clock milliseconds of `step()` over `steps` calls, after
+    `warmup` untimed calls (compilation); `after_warmup()` runs between them
+    (e.g. to read the memory before the timed calls)."""
+    import time
+
+    for _ in range(warmup):
+        step()
+    if after_warmup is not None:
+        after_warmup()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return 1000 * times[len(times) // 2]

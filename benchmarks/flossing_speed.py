@@ -22,7 +22,10 @@ import argparse
 import os
 import subprocess
 import sys
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _report  # noqa: E402
 
 BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -55,18 +58,6 @@ def _layer(name, units):
     raise SystemExit(f"--models: unknown model {name!r}; allowed: simple_rnn, lstm, wcrnn")
 
 
-def _time(step, steps, warmup):
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    times.sort()
-    return 1000 * times[len(times) // 2]
-
-
 def measure(args):
     import keras
     import numpy as np
@@ -84,7 +75,7 @@ def measure(args):
             title, rnn = _layer(name, args.units)
             model = keras.Sequential([keras.Input(x.shape[1:]), rnn, keras.layers.Dense(1)])
             model.compile(keras.optimizers.Adam(1e-3), "mse")
-            plain = _time(lambda: model.train_on_batch(x, y), args.steps, args.warmup)
+            plain = _report.median_ms(lambda: model.train_on_batch(x, y), args.steps, args.warmup)
             state = 2 * args.units if name == "lstm" else args.units
             for k in [k for k in ks if k <= state]:
                 for through in (False, True):
@@ -94,7 +85,7 @@ def measure(args):
                     floss = keras.Model(inputs, exponents(inputs))
                     floss.compile(keras.optimizers.Adam(1e-3), "mse")
                     target = np.zeros((args.batch, k), "float32")
-                    ms = _time(lambda: floss.train_on_batch(x, target), args.steps, args.warmup)
+                    ms = _report.median_ms(lambda: floss.train_on_batch(x, target), args.steps, args.warmup)
                     rows.append((title, steps, k, through, plain, ms))
                     print(f"# {backend} {title} T={steps} k={k} trajectory_gradient={through}: "
                           f"plain {plain:.1f} ms, flossing {ms:.1f} ms", flush=True)

@@ -153,19 +153,12 @@ def worker(backend, layer_name, length, units, batch, steps, warmup):
             return None
     else:
         step = _keras_step(layer_name, length, units, batch)
-    for _ in range(warmup):
-        step()
-    before = _rss_mb()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    times.sort()
+    before = []
+    ms = _report.median_ms(step, steps, warmup, after_warmup=lambda: before.append(_rss_mb()))
     return {
-        "ms": 1000 * times[len(times) // 2],
+        "ms": ms,
         "peak_mb": _rss_mb(),
-        "step_mb": max(0.0, _rss_mb() - before),
+        "step_mb": max(0.0, _rss_mb() - before[0]),
     }
 
 
