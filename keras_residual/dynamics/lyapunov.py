@@ -386,13 +386,24 @@ _RUNNERS = weakref.WeakKeyDictionary()
 
 # qr_interval="auto": after each QR the next interval is chosen so that, at the
 # rates just measured, the columns of Q grow apart by at most exp(spread)
-# (the relative accuracy of the smallest R_jj degrades as eps * exp(spread))
-# and no column grows or shrinks by more than exp(growth) (overflow), within
-# [1, _AUTO_MAX_INTERVAL] steps. The float32 limits serve float64 too: on
-# torch and jax, Keras computes some float64 ops of a cell in float32
-# (keras-team/keras#23704), so a "float64" tangent may carry float32 errors.
-_AUTO_LIMITS = {"spread": 4.0, "growth": 20.0}
+# (the relative accuracy of the smallest R_jj degrades as eps * exp(spread):
+# ~2.4e-5 per QR in float32 at the limit e^6 ~ 400) and no column grows or shrinks by more than exp(growth) (overflow), within
+# [1, _AUTO_MAX_INTERVAL] steps and at most twice the interval just measured:
+# a rate measured over a short or transient stretch can be far too low (with
+# an orthogonal recurrent matrix and h_0 = 0 the first step's spread is ~0),
+# and a too-long interval loses the tail before the next QR can see it. The
+# float32 limits serve float64 too: on torch and jax, Keras computes some
+# float64 ops of a cell in float32 (keras-team/keras#23704), so a "float64"
+# tangent may carry float32 errors.
+_AUTO_LIMITS = {"spread": 6.0, "growth": 20.0}
 _AUTO_MAX_INTERVAL = 64
+
+# The QR precision of a float32 run (qr_dtype "auto") follows the same
+# limit: float32 when the spread predicted for the QR (the rate of the last
+# QR times the steps since) is at most _AUTO_LIMITS["spread"], where a float32
+# Householder QR gives the smallest R_jj to a relative ~eps32 * exp(spread);
+# float64 otherwise (an LSTM's full spectrum spans ~10 per step, and a float32
+# QR biases its tail by ~1e-3) and for the first QR, before a rate is known.
 
 
 def _when(pred, true_fn, false_fn):
@@ -417,17 +428,27 @@ def _qr_due(t, next_qr, warmup, steps, qr_interval):
     return due | (t == warmup) | (t == steps)
 
 
-def _next_interval(log_d, elapsed, dtype):
+def _spread_rate(log_d, elapsed):
+    """Per step, the largest (over the batch) spread max_j - min_j of the
+    log R_jj of a QR taken `elapsed` steps after the last one (0 for one
+    column; NaN stays NaN)."""
+    elapsed = ops.cast(elapsed, log_d.dtype)
+    return ops.max(ops.max(log_d, axis=-1) - ops.min(log_d, axis=-1)) / elapsed
+
+
+def _next_interval(log_d, elapsed, spread):
     """Steps until the next QR for qr_interval="auto": the columns of Q may
-    grow apart by at most exp(spread) and any column by exp(growth)."""
-    elapsed = ops.cast(elapsed, dtype)
-    spread = ops.max(ops.max(log_d, axis=-1) - ops.min(log_d, axis=-1)) / elapsed
-    growth = ops.max(ops.abs(log_d)) / elapsed
+    grow apart by at most exp(spread limit) and any column by exp(growth
+    limit), at the rates measured over the last `elapsed` steps (`spread`:
+    `_spread_rate`), and the interval at most doubles."""
+    dtype = log_d.dtype
+    growth = ops.max(ops.abs(log_d)) / ops.cast(elapsed, dtype)
     tiny = ops.cast(1e-12, dtype)
     q = ops.minimum(
         _AUTO_LIMITS["spread"] / ops.maximum(spread, tiny),
         _AUTO_LIMITS["growth"] / ops.maximum(growth, tiny),
     )
+    q = ops.minimum(q, ops.cast(2 * elapsed, dtype))
     q = ops.where(ops.isfinite(q), ops.clip(ops.floor(q), 1, _AUTO_MAX_INTERVAL), 1)
     return ops.cast(q, "int32")
 
@@ -439,9 +460,12 @@ def step_function(
     (what `lyapunov_spectrum` compiles, and `kr.layers.LyapunovExponents`
     scans differentiably; the carry starts as `initial_carry(...)`).
 
-    The carry is (s, Q, sum of log R_ii, its compensation, step of the last
-    QR, step of the next QR, number of QRs). `J_t Q` comes from the cell's
-    tangent map (`kr.dynamics.tangents`) in mode "analytic", else from the
+    The carry is (s, Q, sum of log R_ii, its compensation, spread rate of
+    the last QR (`_spread_rate`), step of the last QR, step of the next QR,
+    number of QRs). `qr_dtype` is the QRs' dtype, or "auto": for a float32
+    cell, float32 when the spread rate predicts the columns of Z within
+    exp(_AUTO_LIMITS["spread"]) of each other, float64 otherwise. `J_t Q`
+    comes from the cell's tangent map (`kr.dynamics.tangents`) in mode "analytic", else from the
     backend's forward-mode autodiff. The logs are summed with Neumaier's
     compensation, so a long run loses no digits to the running sum. On eager
     backends (torch) t and the three counters are Python integers; the same
@@ -482,50 +506,77 @@ def step_function(
         s_new, Z = backend.tangent_map(lambda v: step_state(v, x), s, Q)
         return s_new, ops.cast(Z, dtype)
 
+    # "auto": float32 runs take each QR in float32 when the columns are
+    # predicted to lie close enough together for it, else in float64.
+    adaptive = qr_dtype == "auto" and dtype != "float64"
+    sum_dtype = accumulator_dtype(dtype, qr_dtype)
+
+    def qr_in(precision, Z):
+        Q_qr, log_d = backend.qr(ops.cast(Z, precision), qr_method)
+        return ops.cast(Q_qr, dtype), ops.cast(log_d, sum_dtype)
+
     def body(carry, x, t, warmup, steps):
-        s, Q, acc, comp, last_qr, next_qr, num_qr = carry
+        s, Q, acc, comp, rate, last_qr, next_qr, num_qr = carry
         if not state_gradient:
             s = ops.stop_gradient(s)
         s_new, Z = propagate(s, Q, x)
         do_qr = True if qr_interval == 1 else _qr_due(t, next_qr, warmup, steps, qr_interval)
 
         def with_qr():
-            # The QR in qr_dtype (float64 for float32 runs): the relative error
-            # of the smallest R_kk of a float32 QR is ~eps32 * |Z| / R_kk, which
-            # for a wide spectrum (an LSTM's tail near -8 per step) biases the
-            # tail by ~1e-3 per step; averaging over steps does not remove it.
-            Q_qr, log_d = backend.qr(ops.cast(Z, qr_dtype), qr_method)
-            Q_qr = ops.cast(Q_qr, dtype)
-            if qr_interval != "auto":
-                return Q_qr, log_d, next_qr
-            interval = _next_interval(log_d, _choose(t - last_qr > 1, t - last_qr, 1), qr_dtype)
-            if isinstance(t, int):  # the eager loop schedules with Python integers
-                interval = int(ops.convert_to_numpy(interval))
-            return Q_qr, log_d, t + interval
+            elapsed = _choose(t - last_qr > 1, t - last_qr, 1)
+            if adaptive:
+                # The relative error of the smallest R_jj of a float32 QR is
+                # ~eps32 * |Z| / R_jj: for a wide spectrum (an LSTM's tail near
+                # -8 per step) a bias of ~1e-3 per step that averaging over
+                # steps does not remove; for a narrow one, below 1e-5.
+                narrow = rate * ops.cast(elapsed, rate.dtype) <= _AUTO_LIMITS["spread"]
+                Q_qr, log_d = _when(
+                    narrow, lambda: qr_in(dtype, Z), lambda: qr_in("float64", Z)
+                )
+            else:
+                Q_qr, log_d = qr_in(sum_dtype, Z)
+            new_acc, new_comp = _compensated_sum(
+                acc, comp, _choose(t > warmup, log_d, ops.zeros_like(log_d))
+            )
+            new_rate = ops.cast(_spread_rate(log_d, elapsed), rate.dtype)
+            if qr_interval == "auto":
+                interval = _next_interval(log_d, elapsed, ops.cast(new_rate, log_d.dtype))
+                if isinstance(t, int):  # the eager loop schedules with Python integers
+                    interval = int(ops.convert_to_numpy(interval))
+                new_next = t + interval
+            else:
+                new_next = next_qr
+            return Q_qr, new_acc, new_comp, new_rate, new_next
 
         def without_qr():
-            return Z, ops.zeros_like(acc), next_qr
+            return Z, acc, comp, rate, next_qr
 
-        Q_new, log_d, next_qr = _when(do_qr, with_qr, without_qr)
-        accumulate = do_qr & (t > warmup)
-        acc, comp = _compensated_sum(acc, comp, _choose(accumulate, log_d, ops.zeros_like(log_d)))
+        Q_new, acc, comp, rate, next_qr = _when(do_qr, with_qr, without_qr)
         last_qr = _choose(do_qr, t, last_qr)
         num_qr = num_qr + (int(do_qr) if isinstance(do_qr, bool) else ops.cast(do_qr, "int32"))
-        return (ops.cast(s_new, dtype), Q_new, acc, comp, last_qr, next_qr, num_qr)
+        return (ops.cast(s_new, dtype), Q_new, acc, comp, rate, last_qr, next_qr, num_qr)
 
     return body
 
 
+def accumulator_dtype(dtype, qr_dtype):
+    """The dtype of the summed logs (and of the QRs, unless `qr_dtype` is
+    "auto"): `qr_dtype`, float64 for "auto"."""
+    return "float64" if qr_dtype == "auto" else qr_dtype
+
+
 def initial_carry(h0, state_size, k, seed, dtype, qr_dtype):
     """The loop's first carry for initial states `h0` (batch, S): Q_0 the
-    seeded frame, zero sums, no QR yet."""
+    seeded frame, zero sums, no QR yet (spread rate unknown: +inf)."""
     batch = ops.shape(h0)[0]
     frame = ops.convert_to_tensor(_initial_frame(state_size, k, seed, dtype), dtype=dtype)
+    sum_dtype = accumulator_dtype(dtype, qr_dtype)
     return (
         h0,
         ops.broadcast_to(frame[None], (batch, state_size, k)),
-        ops.zeros((batch, k), dtype=qr_dtype),  # sum of log R_ii
-        ops.zeros((batch, k), dtype=qr_dtype),  # its compensation
+        ops.zeros((batch, k), dtype=sum_dtype),  # sum of log R_ii
+        ops.zeros((batch, k), dtype=sum_dtype),  # its compensation
+        ops.convert_to_tensor(np.inf, dtype="float32"),  # spread rate at the last QR
         ops.convert_to_tensor(0, dtype="int32"),  # step of the last QR
         ops.convert_to_tensor(1, dtype="int32"),  # step of the next QR ("auto")
         ops.convert_to_tensor(0, dtype="int32"),  # number of QRs
@@ -731,7 +782,7 @@ class _Run:
     mode: str
     qr_method: str
     backend: object
-    qr_dtype: str = "float64"
+    qr_dtype: str = "auto"
 
     @property
     def steps(self):
@@ -768,7 +819,7 @@ class _Run:
                 carry = run(carry, xs, 0, self.warmup, steps)
             acc = np.asarray(ops.convert_to_numpy(carry[2]), dtype="float64")
             acc = acc + np.asarray(ops.convert_to_numpy(carry[3]), dtype="float64")
-            num_qr = int(ops.convert_to_numpy(carry[6]))
+            num_qr = int(ops.convert_to_numpy(carry[-1]))
         return acc, num_qr
 
     def result(self, acc, num_qr, seconds):
@@ -871,6 +922,7 @@ def compute_scope(backend, dtype, qr_dtype=None):
     `qr_dtype` (JAX's x64 mode when either is float64, single-threaded small
     linear algebra on CPUs), and for float64 Keras ops that stay float64 on
     every backend (`_keras_compat.float64_ops`)."""
+    qr_dtype = accumulator_dtype(dtype, qr_dtype) if qr_dtype is not None else None
     wide = "float64" if "float64" in (dtype, qr_dtype) else dtype
     with backend.compute_scope(wide):
         with float64_ops() if wide == "float64" else contextlib.nullcontext():

@@ -158,6 +158,27 @@ def test_qr_interval_agrees_on_a_contracting_system():
         np.testing.assert_allclose(sparse.exponents, every.exponents, atol=1e-4, err_msg=str(interval))
 
 
+def test_auto_interval_keeps_the_tail_after_a_uniform_first_step():
+    # An orthogonal recurrent matrix and h_0 = 0: the first step's Jacobian
+    # has (nearly) equal singular values, so the spread measured at the first
+    # QR is ~0. The schedule once took that rate at its word and skipped ~50
+    # steps, by which time the columns had grown apart by e^60 and the tail
+    # exponents came out at -0.84 instead of -1.25. Intervals now at most
+    # double. Tolerance: float32 tangents, QRs with columns at most e^6 apart:
+    # ~eps32 * e^6 = 2.4e-5 per QR; 2e-4 leaves a factor 8 for the
+    # accumulation over 60 steps.
+    x = RNG.normal(size=(3, 60, 1)).astype("float32")
+    layer = keras.layers.SimpleRNN(
+        16, kernel_initializer=keras.initializers.GlorotUniform(seed=3),
+        recurrent_initializer=keras.initializers.Orthogonal(gain=1.5, seed=2),
+    )
+    layer(x[:, :2])
+    every = kr.dynamics.lyapunov_spectrum(layer, x)
+    auto = kr.dynamics.lyapunov_spectrum(layer, x, qr_interval="auto")
+    assert auto.num_qr < every.num_qr
+    np.testing.assert_allclose(auto.exponents, every.exponents, atol=2e-4)
+
+
 def test_cholesky_qr_falls_back_on_an_ill_conditioned_lstm():
     layer = keras.layers.LSTM(4, kernel_initializer=keras.initializers.GlorotUniform(seed=1))
     layer(X)
