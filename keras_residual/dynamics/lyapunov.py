@@ -705,7 +705,7 @@ def lyapunov_spectrum(
             exp(t * (lambda_1 - lambda_k)), which costs accuracy in the
             smallest exponents. `"auto"` picks each interval from the rates
             measured at the previous QR (so that the columns grow apart by at
-            most a factor e^4 between QRs; at most 64 steps): many
+            most a factor e^6 between QRs; intervals at most double, up to 64 steps): many
             steps for a weakly coupled network, one for an LSTM.
         initial_state: `None` (zeros), an array `(batch, S)` or `(S,)` of
             the concatenated states, or a list with one array per state.
