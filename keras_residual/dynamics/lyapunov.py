@@ -387,8 +387,8 @@ _RUNNERS = weakref.WeakKeyDictionary()
 # qr_interval="auto": after each QR the next interval is chosen so that, at the
 # rates just measured, the columns of Q grow apart by at most exp(spread)
 # (the relative accuracy of the smallest R_jj degrades as eps * exp(spread):
-# ~2.4e-5 per QR in float32 at the limit e^6 ~ 400) and no column grows or shrinks by more than exp(growth) (overflow), within
-# [1, _AUTO_MAX_INTERVAL] steps and at most twice the interval just measured:
+# ~2.4e-5 per QR in float32 at the limit e^6 ~ 400) and no column grows or
+# shrinks by more than exp(growth) (overflow), within [1, _AUTO_MAX_INTERVAL] steps and at most twice the interval just measured:
 # a rate measured over a short or transient stretch can be far too low (with
 # an orthogonal recurrent matrix and h_0 = 0 the first step's spread is ~0),
 # and a too-long interval loses the tail before the next QR can see it. The
@@ -465,8 +465,8 @@ def step_function(
     number of QRs). `qr_dtype` is the QRs' dtype, or "auto": for a float32
     cell, float32 when the spread rate predicts the columns of Z within
     exp(_AUTO_LIMITS["spread"]) of each other, float64 otherwise. `J_t Q`
-    comes from the cell's tangent map (`kr.dynamics.tangents`) in mode "analytic", else from the
-    backend's forward-mode autodiff. The logs are summed with Neumaier's
+    comes from the cell's tangent map (`kr.dynamics.tangents`) in mode
+    "analytic", else from the backend's forward-mode autodiff. The logs are summed with Neumaier's
     compensation, so a long run loses no digits to the running sum. On eager
     backends (torch) t and the three counters are Python integers; the same
     code then runs as Python control flow.
@@ -509,7 +509,7 @@ def step_function(
     # "auto": float32 runs take each QR in float32 when the columns are
     # predicted to lie close enough together for it, else in float64.
     adaptive = qr_dtype == "auto" and dtype != "float64"
-    sum_dtype = accumulator_dtype(dtype, qr_dtype)
+    sum_dtype = accumulator_dtype(qr_dtype)
 
     def qr_in(precision, Z):
         Q_qr, log_d = backend.qr(ops.cast(Z, precision), qr_method)
@@ -524,11 +524,7 @@ def step_function(
 
         def with_qr():
             elapsed = _choose(t - last_qr > 1, t - last_qr, 1)
-            if adaptive:
-                # The relative error of the smallest R_jj of a float32 QR is
-                # ~eps32 * |Z| / R_jj: for a wide spectrum (an LSTM's tail near
-                # -8 per step) a bias of ~1e-3 per step that averaging over
-                # steps does not remove; for a narrow one, below 1e-5.
+            if adaptive:  # the QR precision rule above _when
                 narrow = rate * ops.cast(elapsed, rate.dtype) <= _AUTO_LIMITS["spread"]
                 Q_qr, log_d = _when(
                     narrow, lambda: qr_in(dtype, Z), lambda: qr_in("float64", Z)
@@ -538,9 +534,10 @@ def step_function(
             new_acc, new_comp = _compensated_sum(
                 acc, comp, _choose(t > warmup, log_d, ops.zeros_like(log_d))
             )
-            new_rate = ops.cast(_spread_rate(log_d, elapsed), rate.dtype)
+            spread = _spread_rate(log_d, elapsed)
+            new_rate = ops.cast(spread, rate.dtype)
             if qr_interval == "auto":
-                interval = _next_interval(log_d, elapsed, ops.cast(new_rate, log_d.dtype))
+                interval = _next_interval(log_d, elapsed, spread)
                 if isinstance(t, int):  # the eager loop schedules with Python integers
                     interval = int(ops.convert_to_numpy(interval))
                 new_next = t + interval
@@ -559,7 +556,7 @@ def step_function(
     return body
 
 
-def accumulator_dtype(dtype, qr_dtype):
+def accumulator_dtype(qr_dtype):
     """The dtype of the summed logs (and of the QRs, unless `qr_dtype` is
     "auto"): `qr_dtype`, float64 for "auto"."""
     return "float64" if qr_dtype == "auto" else qr_dtype
@@ -570,7 +567,7 @@ def initial_carry(h0, state_size, k, seed, dtype, qr_dtype):
     seeded frame, zero sums, no QR yet (spread rate unknown: +inf)."""
     batch = ops.shape(h0)[0]
     frame = ops.convert_to_tensor(_initial_frame(state_size, k, seed, dtype), dtype=dtype)
-    sum_dtype = accumulator_dtype(dtype, qr_dtype)
+    sum_dtype = accumulator_dtype(qr_dtype)
     return (
         h0,
         ops.broadcast_to(frame[None], (batch, state_size, k)),
@@ -705,8 +702,9 @@ def lyapunov_spectrum(
             exp(t * (lambda_1 - lambda_k)), which costs accuracy in the
             smallest exponents. `"auto"` picks each interval from the rates
             measured at the previous QR (so that the columns grow apart by at
-            most a factor e^6 between QRs; intervals at most double, up to 64 steps): many
-            steps for a weakly coupled network, one for an LSTM.
+            most a factor e^6 between QRs; intervals at most double, up to
+            64 steps): many steps for a weakly coupled network, one for an
+            LSTM.
         initial_state: `None` (zeros), an array `(batch, S)` or `(S,)` of
             the concatenated states, or a list with one array per state.
         seed: seed of the random orthogonal initial frame Q_0 (`None`
@@ -922,7 +920,7 @@ def compute_scope(backend, dtype, qr_dtype=None):
     `qr_dtype` (JAX's x64 mode when either is float64, single-threaded small
     linear algebra on CPUs), and for float64 Keras ops that stay float64 on
     every backend (`_keras_compat.float64_ops`)."""
-    qr_dtype = accumulator_dtype(dtype, qr_dtype) if qr_dtype is not None else None
+    qr_dtype = accumulator_dtype(qr_dtype) if qr_dtype is not None else None
     wide = "float64" if "float64" in (dtype, qr_dtype) else dtype
     with backend.compute_scope(wide):
         with float64_ops() if wide == "float64" else contextlib.nullcontext():
