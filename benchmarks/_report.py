@@ -55,10 +55,12 @@ def markdown_table(headers, rows):
     return "\n".join(lines)
 
 
-def median_ms(step, steps, warmup, after_warmup=None):
-    """Median wall-clock milliseconds of `step()` over `steps` calls, after
-    `warmup` untimed calls (compilation); `after_warmup()` runs between them
-    (e.g. to read the memory before the timed calls)."""
+def median_ms(step, steps, warmup, after_warmup=None, min_seconds=0.0):
+    """Median wall-clock milliseconds of `step()` over at least `steps` calls
+    (more, up to 50, until `min_seconds` of timed calls: a short step gets
+    enough samples for its median to stand above this machine's noise),
+    after `warmup` untimed calls (compilation); `after_warmup()` runs between
+    them (e.g. to read the memory before the timed calls)."""
     import time
 
     for _ in range(warmup):
@@ -66,7 +68,7 @@ def median_ms(step, steps, warmup, after_warmup=None):
     if after_warmup is not None:
         after_warmup()
     times = []
-    for _ in range(steps):
+    while len(times) < steps or (sum(times) < min_seconds and len(times) < 50):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)

@@ -10,7 +10,8 @@ sequential MNIST is T = 784 with one input feature):
 
 Every configuration runs in its own process (so peak memory is its own) with
 a Dense(10) softmax head, Adam, sparse categorical cross-entropy, on random
-data. Reported: median ms per training step over `--steps` steps after
+data. Reported: median ms per training step over at least `--steps` steps
+(more, up to 50, until `--min-seconds` of timed steps) after
 warm-up, the ratio to keras SimpleRNN of the same backend and length, the
 ratio to the fastest keras SimpleRNN of the run, and the growth of peak
 resident memory during the steps (MB).
@@ -142,7 +143,7 @@ def _jax_native_step(length, units, batch):
     return step
 
 
-def worker(backend, layer_name, length, units, batch, steps, warmup):
+def worker(backend, layer_name, length, units, batch, steps, warmup, min_seconds=0.0):
     if layer_name == "native":
         if backend == "torch":
             step = _torch_native_step(length, units, batch)
@@ -153,7 +154,8 @@ def worker(backend, layer_name, length, units, batch, steps, warmup):
     else:
         step = _keras_step(layer_name, length, units, batch)
     before = []
-    ms = _report.median_ms(step, steps, warmup, after_warmup=lambda: before.append(_rss_mb()))
+    ms = _report.median_ms(step, steps, warmup, after_warmup=lambda: before.append(_rss_mb()),
+                           min_seconds=min_seconds)
     return {
         "ms": ms,
         "peak_mb": _rss_mb(),
@@ -168,6 +170,7 @@ def run_config(backend, layer_name, length, args):
         sys.executable, os.path.abspath(__file__), "--worker", layer_name,
         "--lengths", str(length), "--units", str(args.units), "--batch", str(args.batch),
         "--steps", str(args.steps), "--warmup", str(args.warmup),
+        "--min-seconds", str(args.min_seconds),
     ]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
@@ -186,6 +189,8 @@ def main():
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--min-seconds", type=float, default=3.0,
+                        help="time at least this long per configuration (up to 50 steps)")
     parser.add_argument("--timeout", type=int, default=900)
     parser.add_argument("--write", action="store_true", help="update the section in BENCHMARKS.md")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -196,7 +201,7 @@ def main():
         import keras
 
         result = worker(keras.backend.backend(), args.worker, lengths[0], args.units, args.batch,
-                        args.steps, args.warmup)
+                        args.steps, args.warmup, args.min_seconds)
         print("RESULT " + json.dumps(result))
         return 0
 
@@ -243,7 +248,8 @@ def main():
     text = (
         f"### Recurrent layers: training-step time\n\n"
         f"`{command.strip()}` — units {args.units}, batch {args.batch}, one input feature, "
-        f"Dense(10) head, Adam; median of {args.steps} steps after {args.warmup} warm-up steps; "
+        f"Dense(10) head, Adam; median of at least {args.steps} steps (up to 50, to fill "
+        f"{args.min_seconds:g} s) after {args.warmup} warm-up steps; "
         f"each configuration in its own process.\n\nMachine: {_report.machine()}.\n\n{table}\n"
     )
     print("\n" + text)

@@ -53,7 +53,7 @@ BENCHMARKS = {
         "Recurrent layers: training-step time",
         ["rnn_speed.py", "--lengths", "784,100"],
         ["rnn_speed.py", "--lengths", "100", "--steps", "3", "--warmup", "1",
-         "--layers", "WCRNN,SimpleRNN,native"],
+         "--min-seconds", "0", "--layers", "WCRNN,SimpleRNN,native"],
         False,
     ),
     "lyapunov_speed": (
@@ -66,9 +66,9 @@ BENCHMARKS = {
     "lyapunov_elman": (
         "Lyapunov spectrum of an Elman net (the peer comparison's configuration)",
         ["lyapunov_speed.py", "--backend", "all", "--models", "simple_rnn", "--batch", "8",
-         "--no-float64", "--qr-intervals", "1"],
+         "--no-float64", "--qr-intervals", "1,auto"],
         ["lyapunov_speed.py", "--backend", "all", "--models", "simple_rnn", "--batch", "8",
-         "--no-float64", "--qr-intervals", "1", "--steps", "100"],
+         "--no-float64", "--qr-intervals", "1,auto", "--steps", "100"],
         False,
     ),
     "lyapunov_callback": (

@@ -188,14 +188,15 @@ class WCRNN(keras.layers.RNN):
         if training and cell.dropout > 0:
             dp_mask = cell.get_dropout_mask(sequences[:, 0, :])
             sequences = sequences * ops.expand_dims(dp_mask, 1)
-        xp = ops.matmul(sequences, cell.kernel)
-        if cell.bias is not None:
-            xp = xp + cell.bias
+        dtype = sequences.dtype
+        bias = None if cell.bias is None else ops.convert_to_tensor(cell.bias, dtype=dtype)
         h0 = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
         last, outputs, h = _wcrnn_kernels.get_kernel().wcrnn_scan(
-            xp,
-            ops.convert_to_tensor(h0, dtype=xp.dtype),
-            ops.convert_to_tensor(cell.recurrent_kernel, dtype=xp.dtype),
+            sequences,
+            ops.convert_to_tensor(cell.kernel, dtype=dtype),
+            bias,
+            ops.convert_to_tensor(h0, dtype=dtype),
+            ops.convert_to_tensor(cell.recurrent_kernel, dtype=dtype),
             cell.coupling,
             cell.activation,
             cell.residual,

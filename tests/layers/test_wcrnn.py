@@ -78,6 +78,34 @@ def test_fused_equals_generic_for_other_activations(activation):
         np.testing.assert_allclose(a, b, **GRAD_TOL)
 
 
+@pytest.mark.parametrize("use_bias", [True, False])
+@pytest.mark.parametrize("return_sequences", [True, False])
+def test_fused_input_gradient_reaches_the_layers_before_it(use_bias, return_sequences):
+    """The fused kernels form the input projection themselves (per step in
+    the TensorFlow loop): its gradient must reach the kernel, the bias and,
+    through the inputs, a Dense layer before the WCRNN."""
+
+    def model(rnn):
+        net = keras.Sequential([keras.Input(X.shape[1:]), keras.layers.Dense(4), rnn])
+        return net
+
+    residual = residuals.Rotational(radius=0.95, angle=0.4)
+    fused = model(kr.layers.WCRNN(UNITS, coupling=0.4, residual=residual, use_bias=use_bias,
+                                  bias_initializer="random_normal",
+                                  return_sequences=return_sequences))
+    generic = model(keras.layers.RNN(
+        kr.layers.WCRNNCell(UNITS, coupling=0.4, residual=residual, use_bias=use_bias),
+        return_sequences=return_sequences))
+    generic.set_weights(fused.get_weights())
+    assert fused.layers[-1].uses_fused_kernel()
+    np.testing.assert_allclose(numpy_outputs(fused, X)[0], numpy_outputs(generic, X)[0], atol=OUT_ATOL)
+    grads = gradients(fused, X)
+    assert len(grads) == (5 if use_bias else 4)
+    for a, b in zip(grads, gradients(generic, X)):
+        np.testing.assert_allclose(a, b, **GRAD_TOL)
+    assert np.abs(grads[0]).max() > 0  # the Dense kernel, reached through dL/dx
+
+
 def test_trainable_residual_gets_gradients():
     layer = kr.layers.WCRNN(UNITS, residual=residuals.Heterogeneous(seed=0), residual_trainable=True)
     layer(X)

@@ -1,11 +1,15 @@
 """Fused WCRNN recurrences, one module per backend, each exposing
 
-    wcrnn_scan(xp, h0, recurrent_kernel, coupling, activation, residual,
-               go_backwards, return_sequences, residual_trainable)
+    wcrnn_scan(sequences, kernel, bias, h0, recurrent_kernel, coupling,
+               activation, residual, go_backwards, return_sequences,
+               residual_trainable)
         -> (last, outputs, h_last)
 
-`xp` is the input projection x @ U + b for all steps, (batch, T, units),
-computed by the caller in one matmul. `residual` is a built
+`sequences` is the (batch, T, features) input, `kernel` and `bias` (or None)
+the input projection `xp_t = x_t @ U + b`: each kernel decides where to
+form it (`project`, one matmul for all steps, in the JAX and torch kernels;
+per step inside the compiled loop in the TensorFlow kernel, where a separate
+(batch, T, units) projection costs more than the loop's own work). `residual` is a built
 `kr.residuals.Residual` or None. `outputs` is (batch, T, units) in processing
 order when `return_sequences`, else None. `supports(...)` says whether the
 backend's kernel honours a configuration (else the layer takes the generic
@@ -15,6 +19,7 @@ backend's kernel honours a configuration (else the layer takes the generic
 import importlib
 
 import keras
+from keras import ops
 
 
 def get_kernel():
@@ -23,3 +28,9 @@ def get_kernel():
     if name not in ("jax", "torch", "tensorflow"):
         return None
     return importlib.import_module(f"keras_residual.layers._wcrnn_kernels.{name}")
+
+
+def project(sequences, kernel, bias):
+    """The input projection `x @ U + b` of all steps, (batch, T, units)."""
+    xp = ops.matmul(sequences, kernel)
+    return xp if bias is None else xp + bias

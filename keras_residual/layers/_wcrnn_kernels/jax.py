@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from keras_residual import _activations
 from keras_residual import residuals as residuals_lib
+from keras_residual.layers import _wcrnn_kernels
 from keras_residual.layers import _wcrnn_step
 
 
@@ -79,8 +80,9 @@ def _custom(coupling, activation, derivative, form_type, return_sequences):
     return fused
 
 
-def wcrnn_scan(xp, h0, recurrent_kernel, coupling, activation, residual,
+def wcrnn_scan(sequences, kernel, bias, h0, recurrent_kernel, coupling, activation, residual,
                go_backwards=False, return_sequences=True, residual_trainable=False):
+    xp = _wcrnn_kernels.project(sequences, kernel, bias)
     xs = _time_major(xp, go_backwards)
     form = residuals_lib.form_of(residual, xp.dtype)
     derivative = _activations.derivative(activation)

@@ -20,6 +20,7 @@ import torch
 
 from keras_residual import _activations
 from keras_residual import residuals as residuals_lib
+from keras_residual.layers import _wcrnn_kernels
 
 # The activations applied in place to a pre-activation buffer (each has a
 # derivative in `_activations`, evaluated from y = sigma(a)).
@@ -44,13 +45,17 @@ class _WCRNNFunction(torch.autograd.Function):
     def forward(ctx, xp, h0, W, coupling, activation_name, form, return_sequences, *tensors):
         activate = _IN_PLACE[activation_name]
         form = form.replace(tensors)
-        xs = xp.transpose(0, 1).contiguous()
-        steps, batch, units = xs.shape
-        hs = torch.empty((steps + 1, batch, units), dtype=xp.dtype, device=xp.device)
+        # A time-major copy of the projection, overwritten step by step with
+        # the activations (xp_t is not needed after step t): one (T, B, N)
+        # buffer for both.
+        # (A copy always: `contiguous()` would alias xp when B or T is 1.)
+        batch, steps, units = xp.shape
         ys = torch.empty((steps, batch, units), dtype=xp.dtype, device=xp.device)
+        ys.copy_(xp.transpose(0, 1))
+        hs = torch.empty((steps + 1, batch, units), dtype=xp.dtype, device=xp.device)
         hs[0] = h0
         for t in range(steps):
-            y = torch.addmm(xs[t], hs[t], W, out=ys[t])
+            y = ys[t].addmm_(hs[t], W)
             activate(y)
             if form.is_zero:
                 torch.mul(y, coupling, out=hs[t + 1])
@@ -87,8 +92,9 @@ class _WCRNNFunction(torch.autograd.Function):
         return (grad_xp, g, grad_W, None, None, None, None) + (None,) * len(form.tensors)
 
 
-def wcrnn_scan(xp, h0, recurrent_kernel, coupling, activation, residual,
+def wcrnn_scan(sequences, kernel, bias, h0, recurrent_kernel, coupling, activation, residual,
                go_backwards=False, return_sequences=True, residual_trainable=False):
+    xp = _wcrnn_kernels.project(sequences, kernel, bias)
     form = residuals_lib.form_of(residual, xp.dtype)
     tensors = tuple(t.detach() for t in form.tensors)
     if go_backwards:
