@@ -197,6 +197,10 @@ class ResidualForm:
 
     linear = True
     is_zero = False
+    # Whether `apply` costs several elementwise ops where one (N, N) matmul
+    # would do: a loop that pays per op (torch eager) steps such a form as
+    # `as_dense()`.
+    prefers_dense = False
 
     def __init__(self, *tensors):
         self.tensors = tuple(tensors)
@@ -220,6 +224,10 @@ class ResidualForm:
     def matrix(self, units, dtype="float32"):
         """R as an (N, N) tensor (column convention, `rho(h) = R h`)."""
         raise NotImplementedError
+
+    def as_dense(self, units, dtype="float32"):
+        """The same linear map as a `DenseForm` (`rho(h) = h @ R^T`)."""
+        return DenseForm(ops.transpose(self.matrix(units, dtype)))
 
     def jacobian(self, h):
         """`J_rho(h)` as a (batch, N, N) tensor."""
@@ -313,6 +321,8 @@ class RotationForm(ResidualForm):
     >>> ops.convert_to_numpy(form.apply(ops.convert_to_tensor([[1.0, 0.0]]))).tolist()
     [[0.0, 1.0]]
     """
+
+    prefers_dense = True  # a multiply, a pair swap (reshape, flip), a multiply, an add
 
     def apply(self, h):
         a, b = self.tensors
