@@ -38,13 +38,14 @@ class WCRNN(keras.layers.RNN):
 
         h_t = rho(h_{t-1}) + coupling * activation(x_t @ U + h_{t-1} @ W + b)
 
-    but the input projection `x @ U + b` of all steps is one matmul before
-    the loop, and the recurrence runs in each backend's best loop, with a
-    hand-written backward pass that carries only the state's gradient and
-    forms the recurrent kernel's gradient in one product after the loop:
-    one `lax.scan` with a `jax.custom_vjp` on JAX, one `tf.while_loop` with
-    a `tf.custom_gradient` on TensorFlow (compiled with Keras' XLA train
-    step), and on PyTorch a hand-written loop (`torch.autograd.Function`).
+    but the recurrence runs in each backend's best loop, with a hand-written
+    backward pass that carries only the state's gradient and forms the
+    kernels' gradients in one product each after the loop: one `lax.scan`
+    with a `jax.custom_vjp` on JAX, one XLA-compiled `tf.while_loop` with a
+    `tf.custom_gradient` on TensorFlow (the input projection `x_t @ U + b`
+    formed per step inside it), and on PyTorch a hand-written loop
+    (`torch.autograd.Function`); on JAX and PyTorch the input projection of
+    all steps is one matmul before the loop.
     A trainable residual, or an activation without a known derivative
     (tanh, sigmoid, relu and linear have one), is differentiated by the
     backend's autodiff on JAX and TensorFlow.
