@@ -22,7 +22,7 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers",
         "nchw_conv: the test runs a channels_first convolution, which TensorFlow's CPU "
-        "kernels lack without oneDNN: skipped by design under TF_ENABLE_ONEDNN_OPTS=0",
+        "kernels lack without oneDNN: skipped by design where TensorFlow runs without it",
     )
 
 
@@ -31,14 +31,24 @@ def pytest_report_header(config):
 
 
 def _no_nchw_conv(backend):
-    """TensorFlow on a CPU with oneDNN off: no NCHW convolution kernel. (A
-    cross-backend test runs in the tensorflow pass, and its tensorflow
-    subprocess inherits the variable.)"""
-    if os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0" or backend != "tensorflow":
+    """TensorFlow on a CPU without oneDNN (off under TF_ENABLE_ONEDNN_OPTS=0,
+    and by default on CPUs without AVX-512, e.g. some AMD EPYC): no NCHW
+    convolution kernel. Probed with one tiny convolution, since whether oneDNN
+    is on depends on the CPU. (A cross-backend test runs in the tensorflow
+    pass, and its tensorflow subprocess runs on the same CPU.)"""
+    if backend != "tensorflow":
         return False
     import tensorflow as tf
 
-    return not tf.config.list_physical_devices("GPU")
+    if tf.config.list_physical_devices("GPU"):
+        return False
+    try:
+        with tf.device("/CPU:0"):
+            tf.nn.conv2d(tf.zeros((1, 1, 2, 2)), tf.zeros((1, 1, 1, 1)), 1, "VALID",
+                         data_format="NCHW")
+    except tf.errors.UnimplementedError:
+        return True
+    return False
 
 
 def pytest_collection_modifyitems(config, items):
@@ -47,7 +57,8 @@ def pytest_collection_modifyitems(config, items):
         if item.get_closest_marker("nchw_conv") is not None and _no_nchw_conv(backend):
             item.add_marker(pytest.mark.skip(reason=(
                 f"{BY_DESIGN}TensorFlow's CPU Conv2D has no channels_first (NCHW) kernel "
-                "without oneDNN (TF_ENABLE_ONEDNN_OPTS=0); keras.layers.Conv2D fails the same way"
+                "without oneDNN (TF_ENABLE_ONEDNN_OPTS=0, or a CPU without AVX-512); "
+                "keras.layers.Conv2D fails the same way"
             )))
         marker = item.get_closest_marker("only_backend")
         if marker is None:
