@@ -31,6 +31,7 @@ def get_kernel():
 
 
 def project(sequences, kernel, bias):
-    """The input projection `x @ U + b` of all steps, (batch, T, units)."""
+    """The input projection `x @ U + b`: of all steps for (batch, T, features)
+    `sequences`, of one step for (batch, features)."""
     xp = ops.matmul(sequences, kernel)
     return xp if bias is None else xp + bias

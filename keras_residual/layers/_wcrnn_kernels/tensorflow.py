@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from keras_residual import _activations
 from keras_residual import residuals as residuals_lib
+from keras_residual.layers import _wcrnn_kernels
 from keras_residual.layers import _wcrnn_step
 
 _EAGER = {}
@@ -47,12 +48,6 @@ def _time_major(sequences, go_backwards):
     return tf.reverse(xs, axis=[0]) if go_backwards else xs
 
 
-def _project(x, kernel, bias):
-    """One step's input projection `x_t @ U + b`."""
-    xp = tf.matmul(x, kernel)
-    return xp if bias is None else xp + bias
-
-
 def _forward(xs, kernel, bias, h0, W, coupling, activation, form, keep):
     """All states (T+1, B, N) and, if `keep`, all activations (T, B, N)."""
     steps = tf.shape(xs)[0]
@@ -61,7 +56,7 @@ def _forward(xs, kernel, bias, h0, W, coupling, activation, form, keep):
     ys = tf.TensorArray(xs.dtype, size=steps if keep else 0, element_shape=h0.shape)
 
     def body(t, h, states, ys):
-        xp = _project(inputs.read(t), kernel, bias)
+        xp = _wcrnn_kernels.project(inputs.read(t), kernel, bias)  # this step's
         h_new, y = _wcrnn_step.step(xp, h, W, coupling, activation, form)
         h_new = tf.ensure_shape(h_new, h.shape)
         if keep:
