@@ -32,6 +32,10 @@ unit pairs), `DenseForm` (R^T) and `NonlinearForm` (a linear form after phi)
     matrix(units)          R, (N, N), for a linear form
     tensors / replace(ts)  its parameters, and the same form on other tensors
                            (to cross a compiled function's boundary)
+    key                    what a compiled loop depends on besides the
+                           tensors (the kinds of form, nested ones included,
+                           and a nonlinear form's activation): the one cache
+                           key of every fused kernel
 
 The WCRNN cell, the fused kernels and the Lyapunov code take a form and
 never branch on the residual's class: a new kind of residual is a new
@@ -208,6 +212,13 @@ class ResidualForm:
     def replace(self, tensors):
         """The same kind of form on other tensors (e.g. traced ones)."""
         return type(self)(*tensors)
+
+    @property
+    def key(self):
+        """A hashable description of everything but the tensors: two forms
+        with equal keys differ only in their tensors' values, so a loop
+        compiled for one (with the tensors as arguments) serves the other."""
+        return (type(self).__name__,)
 
     def apply(self, h):
         """rho(h) for row states `h` of shape (batch, N)."""
@@ -389,6 +400,10 @@ class NonlinearForm(ResidualForm):
 
     def replace(self, tensors):
         return NonlinearForm(self.base.replace(tensors), self.activation, self.derivative)
+
+    @property
+    def key(self):
+        return (type(self).__name__, self.base.key, _activations.name_of(self.activation))
 
     def _slope(self, h):
         return self.derivative(h, self.activation(h))

@@ -337,3 +337,24 @@ def test_training_does_not_import_tensorflow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False", out.stdout
+
+
+def test_fused_kernels_cache_each_nonlinear_base_apart():
+    """Kernels cache compiled loops by the residual form's `key`: in one
+    process, Nonlinear residuals on different bases (same activation) each
+    get their own loop, so each fused layer still equals its generic twin
+    (a key without the base reused the first loop: IndexError or a
+    StagingError on TensorFlow)."""
+    bases = [residuals.Homogeneous(0.9), residuals.Identity(),
+             residuals.Rotational(radius=0.9, angle=0.4), residuals.Dense(scale=0.8, seed=1),
+             residuals.Heterogeneous(radius_range=(0.5, 1.0), seed=2)]
+    keys = set()
+    for base in bases:
+        fused, generic = pair(residuals.Nonlinear(base), return_sequences=True)
+        assert fused.uses_fused_kernel()
+        keys.add(fused.cell.residual.form("float32").key)
+        np.testing.assert_allclose(numpy_outputs(fused, X)[0], numpy_outputs(generic, X)[0],
+                                   atol=OUT_ATOL)
+        for a, b in zip(gradients(fused, X), gradients(generic, X)):
+            np.testing.assert_allclose(a, b, **GRAD_TOL)
+    assert len(keys) == 4  # Homogeneous and Heterogeneous share the diagonal form

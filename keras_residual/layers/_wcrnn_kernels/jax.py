@@ -101,13 +101,12 @@ def wcrnn_scan(sequences, kernel, bias, h0, recurrent_kernel, coupling, activati
 
 
 class _FormKey:
-    """A hashable stand-in for a form's kind (its class, and for a nonlinear
-    form the activation of its base), to cache compiled recurrences by."""
+    """A hashable stand-in for a form (its `key`), to cache compiled
+    recurrences by."""
 
     def __init__(self, form):
         self.form = form
-        self.key = (type(form), type(getattr(form, "base", None)),
-                    getattr(form, "activation", None))
+        self.key = form.key
 
     def replace(self, tensors):
         return self.form.replace(tensors)

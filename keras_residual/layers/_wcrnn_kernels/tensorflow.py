@@ -100,8 +100,7 @@ def _backward(grad_out, hs, ys, W, coupling, derivative, form, sequence):
 def _compiled(config, form, has_bias, sequence):
     """The XLA-compiled forward and backward loops of one configuration."""
     coupling, activation, derivative, _ = config
-    key = (coupling, activation, derivative, type(form), getattr(form, "activation", None),
-           has_bias, sequence)
+    key = (coupling, activation, derivative, form.key, has_bias, sequence)
     if key not in _COMPILED:
         form_type = form
 
@@ -176,8 +175,7 @@ def wcrnn_scan(sequences, kernel, bias, h0, recurrent_kernel, coupling, activati
 def _eager(config, count, has_bias, return_sequences):
     """A cached graph-mode `tf.function` of the recurrence for eager calls."""
     coupling, activation, derivative, form = config
-    key = (coupling, activation, derivative, type(form), getattr(form, "activation", None), count,
-           has_bias, return_sequences)
+    key = (coupling, activation, derivative, form.key, count, has_bias, return_sequences)
     if key not in _EAGER:
         _EAGER[key] = _quiet(tf.function(
             lambda xs, kernel, bias, h0, W, *tensors: _recurrence(
