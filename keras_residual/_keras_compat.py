@@ -14,11 +14,18 @@
   float64 (Lyapunov spectra, tangent maps, finite differences) needs the
   float64 it asks for; inside this context float64 promotes to float64, as
   it does on TensorFlow.
+- `autocast_off()`: Keras' `AutocastScope(None)`. A layer whose dtype policy
+  is mixed runs its `call` inside an autocast scope of its compute dtype
+  (even with `autocast=False`, when no scope is open yet), where every float
+  variable reads, and reports its dtype, as float16; a computation that
+  must stay in float32 under any policy (`kr.layers.LyapunovExponents`)
+  reads the variables inside this context instead.
 """
 
 import contextlib
 
 from keras.src.backend.common import dtypes as _dtypes
+from keras.src.backend.common.variables import AutocastScope as _AutocastScope
 from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell  # noqa: F401
 
 try:
@@ -34,7 +41,12 @@ except ImportError:  # pragma: no cover (another Keras layout)
         return getattr(x, "_keras_mask", None)
 
 
-__all__ = ["DropoutRNNCell", "Functional", "float64_ops", "get_keras_mask"]
+__all__ = ["DropoutRNNCell", "Functional", "autocast_off", "float64_ops", "get_keras_mask"]
+
+
+def autocast_off():
+    """Within the context, float variables read in their own dtype."""
+    return _AutocastScope(None)
 
 
 @contextlib.contextmanager

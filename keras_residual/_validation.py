@@ -357,6 +357,19 @@ def array(name, value, ndim=None, min_ndim=None, nonempty=True, numeric=True):
     return result
 
 
+def time_steps(name, shape):
+    """The static number of time steps of `(batch, timesteps, features)`
+    sequences (`None` when unknown); zero steps is refused, with a
+    `ValueError` naming the argument, before any backend kernel runs."""
+    steps = shape[1] if len(shape) > 1 else None
+    if steps is not None and int(steps) == 0:
+        raise ValueError(
+            f"Argument `{name}` must have at least one time step (batch, timesteps, "
+            f"features); received shape {tuple(shape)}."
+        )
+    return None if steps is None else int(steps)
+
+
 def state_shape(name, value, expected):
     """Check that a (static) shape equals `expected`, where `None` entries
     of either match anything; raises a `ValueError` naming the argument."""

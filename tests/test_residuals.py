@@ -34,15 +34,67 @@ LINEAR = {
 
 
 @pytest.mark.parametrize("name", sorted(LINEAR))
-def test_apply_equals_matrix_and_jacobian(name):
+def test_apply_equals_matrix(name):
     rho = built(LINEAR[name]())
     h = np.random.default_rng(0).normal(size=(4, 6)).astype("float32")
     R = rho.matrix()
     out = keras.ops.convert_to_numpy(rho.apply(keras.ops.convert_to_tensor(h)))
-    np.testing.assert_allclose(out, h @ R.T, atol=1e-5)
-    J = keras.ops.convert_to_numpy(rho.jacobian(keras.ops.convert_to_tensor(h)))
-    assert J.shape == (4, 6, 6)
-    np.testing.assert_allclose(J, np.broadcast_to(R, (4, 6, 6)), atol=1e-6)
+    # float32: sums of <= 6 products of O(1) terms, ~6 * eps32 = 4e-7.
+    np.testing.assert_allclose(out, h @ R.T, rtol=0, atol=1e-5)
+
+
+ALL = {**LINEAR,
+       "nonlinear_rotational": lambda: residuals.Nonlinear(residuals.Rotational(0.9, angle=0.4)),
+       "nonlinear_dense_sigmoid": lambda: residuals.Nonlinear(residuals.Dense(seed=1), "sigmoid"),
+       "nonlinear_heterogeneous": lambda: residuals.Nonlinear(residuals.Heterogeneous(seed=3))}
+
+
+def _finite_difference_jacobian(form, h, step=1e-6):
+    """J[b, i, j] = d apply(h)_i / d h_j by central differences of `apply`."""
+    n = h.shape[1]
+    J = np.zeros((h.shape[0], n, n))
+    for j in range(n):
+        shift = np.zeros_like(h)
+        shift[:, j] = step
+        plus = keras.ops.convert_to_numpy(form.apply(keras.ops.convert_to_tensor(h + shift)))
+        minus = keras.ops.convert_to_numpy(form.apply(keras.ops.convert_to_tensor(h - shift)))
+        J[:, :, j] = (plus - minus) / (2 * step)
+    return J
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_jacobian_and_its_products_match_finite_differences_of_apply(name):
+    """`jacobian`, `apply_columns` (J Q) and `apply_transpose` (g J) against
+    central differences of `apply` itself, in float64: the Jacobian the
+    Lyapunov code and the kernels' backward passes use is the derivative of
+    the map the step applies (not of `matrix()`, from which `jacobian` is
+    built)."""
+    from keras_residual.dynamics import _lyapunov_backends
+    from keras_residual.dynamics import lyapunov as lyapunov_lib
+
+    rho = built(ALL[name]())
+    rng = np.random.default_rng(2)
+    h = rng.normal(size=(3, 6))
+    Q = rng.normal(size=(3, 6, 4))
+    g = rng.normal(size=(3, 6))
+    with lyapunov_lib.compute_scope(_lyapunov_backends.get_backend(), "float64"):
+        form = rho.form("float64")
+        numeric = _finite_difference_jacobian(form, h)
+        tensor = keras.ops.convert_to_tensor
+        J = keras.ops.convert_to_numpy(form.jacobian(tensor(h)))
+        JQ = keras.ops.convert_to_numpy(form.apply_columns(tensor(Q), tensor(h)))
+        gJ = keras.ops.convert_to_numpy(form.apply_transpose(tensor(g), tensor(h)))
+    # Central differences with step 1e-6 in float64: truncation ~step^2 times
+    # the third derivative (O(1)) ~ 1e-12, rounding ~eps64 / step ~ 1e-10 on
+    # entries of O(1): 1e-8.
+    tolerance = dict(rtol=0, atol=1e-8)
+    np.testing.assert_allclose(J, numeric, **tolerance)
+    np.testing.assert_allclose(JQ, numeric @ Q, **tolerance)
+    np.testing.assert_allclose(gJ, np.einsum("bi,bij->bj", g, numeric), **tolerance)
+    if rho.linear:
+        # matrix() is formed in float32: 6 terms of eps32 = 6e-8.
+        np.testing.assert_allclose(numeric, np.broadcast_to(rho.matrix(), numeric.shape),
+                                   rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(LINEAR))

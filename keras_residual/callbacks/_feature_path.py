@@ -132,7 +132,7 @@ def _own_nodes(graph, op):
     return [node for node in op._inbound_nodes if id(node) in ids]
 
 
-def _chains(container, target, where):
+def _chains(container, target, where, owner):
     """Every chain [(model, graph, op, direction), ...] from `container`'s
     graph down to the op that calls `target` (direction: "forward" or
     "backward" inside a Bidirectional, else None)."""
@@ -142,7 +142,7 @@ def _chains(container, target, where):
             container, keras.Sequential
         ) else "a subclassed model (its call() is Python code, not a graph)"
         raise TypeError(
-            f"LyapunovCallback: the recurrent layer {_describe(target)} is inside "
+            f"{owner}: the recurrent layer {_describe(target)} is inside "
             f"{where}{_describe(container)}, {kind}, so what reaches the layer cannot be "
             f"traced from the model's inputs. {_FIX}, or build the model with the "
             "functional API or keras.Sequential."
@@ -158,11 +158,11 @@ def _chains(container, target, where):
             found.append([(container, graph, op, direction)])
         elif _contains(op, target):
             if isinstance(op, keras.Model):
-                for chain in _chains(op, target, f"{where}{container.name!r} > "):
+                for chain in _chains(op, target, f"{where}{container.name!r} > ", owner):
                     found.append([(container, graph, op, None)] + chain)
             else:
                 raise ValueError(
-                    f"LyapunovCallback: the recurrent layer {_describe(target)} is inside "
+                    f"{owner}: the recurrent layer {_describe(target)} is inside "
                     f"the layer {_describe(op)} of model {container.name!r}; only "
                     "Functional and Sequential sub-models and Bidirectional are followed, "
                     f"so what {op.name!r} passes to the recurrent layer is unknown. {_FIX}."
@@ -205,6 +205,8 @@ class FeaturePath:
             kind, nested to any depth, are followed).
         layer: a `keras.layers.RNN` inside `model` (the forward or backward
             layer of a `Bidirectional` included).
+        owner: the name error messages begin with (the callback the user
+            made).
 
     Raises:
         TypeError: the layer is inside a subclassed model.
@@ -216,19 +218,20 @@ class FeaturePath:
     Calling it on a batch of model inputs returns `LayerInputs`.
     """
 
-    def __init__(self, model, layer):
+    def __init__(self, model, layer, owner="FeaturePath"):
         self.model = model
         self.layer = layer
+        self.owner = owner
         if not _contains(model, layer):
             raise ValueError(
-                f"LyapunovCallback: layer {_describe(layer)} is not part of model "
+                f"{owner}: layer {_describe(layer)} is not part of model "
                 f"{model.name!r}. Pass one of the model's recurrent layers, or probe inputs "
                 "of the layer itself with probe_is_layer_input=True."
             )
-        chains = _chains(model, layer, "")
+        chains = _chains(model, layer, "", owner)
         if len(chains) != 1:
             raise ValueError(
-                f"LyapunovCallback: the recurrent layer {_describe(layer)} is called "
+                f"{owner}: the recurrent layer {_describe(layer)} is called "
                 f"{'at ' + str(len(chains)) + ' places' if chains else 'nowhere'} in the graph "
                 f"of model {model.name!r}, so which of its inputs to probe is ambiguous. "
                 f"{_FIX}."
@@ -236,11 +239,12 @@ class FeaturePath:
         self.stages = [self._stage(*link) for link in chains[0]]
 
     def _stage(self, container, graph, op, direction):
+        owner = self.owner
         nodes = _own_nodes(graph, op)
         if len(nodes) != 1:
             what = "the recurrent layer" if op is self.layer or direction else "the sub-model"
             raise ValueError(
-                f"LyapunovCallback: {what} {_describe(op)} is called "
+                f"{owner}: {what} {_describe(op)} is called "
                 f"{'at ' + str(len(nodes)) + ' places' if nodes else 'nowhere'} in the graph "
                 f"of model {container.name!r}, so which of its inputs to probe is ambiguous. "
                 f"{_FIX}."
@@ -256,7 +260,7 @@ class FeaturePath:
                 flat = keras.tree.flatten(value)
                 if not all(_is_tensor(v) for v in flat):
                     raise ValueError(
-                        f"LyapunovCallback: layer {_describe(op)} is called with a constant "
+                        f"{owner}: layer {_describe(op)} is called with a constant "
                         f"{name}= in model {container.name!r}; only tensors of the graph can be "
                         f"mapped. {_FIX} (and initial_state= for its initial state)."
                     )
@@ -270,7 +274,7 @@ class FeaturePath:
                 continue
             if any(_is_tensor(v) for v in keras.tree.flatten(value)):
                 raise ValueError(
-                    f"LyapunovCallback: {_describe(op)} is called with the tensor argument "
+                    f"{owner}: {_describe(op)} is called with the tensor argument "
                     f"{name}= in model {container.name!r}, which the Lyapunov spectrum cannot "
                     f"take into account. {_FIX}."
                 )

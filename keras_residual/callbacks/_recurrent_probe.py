@@ -128,7 +128,7 @@ class RecurrentProbeCallback(keras.callbacks.Callback):
         self._rnn = self._find_layer()
         self._path = None
         if not self.probe_is_layer_input:
-            self._path = _feature_path.FeaturePath(self.model, self._rnn)
+            self._path = _feature_path.FeaturePath(self.model, self._rnn, owner=self._name)
         rnn = self._rnn
         try:
             layer_inputs = self._layer_inputs()

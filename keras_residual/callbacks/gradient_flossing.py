@@ -9,6 +9,8 @@ import numpy as np
 from keras_residual import _validation as check
 from keras_residual.callbacks._recurrent_probe import RecurrentProbeCallback
 from keras_residual.dynamics import lyapunov as lyapunov_lib
+from keras_residual.layers.lyapunov_exponents import TRAJECTORY_GRADIENT
+from keras_residual.layers.lyapunov_exponents import LyapunovExponents
 
 
 class GradientFlossing(RecurrentProbeCallback):
@@ -34,8 +36,16 @@ class GradientFlossing(RecurrentProbeCallback):
 
     After each epoch it logs `flossing_loss` (the mean of the epoch's
     flossing losses, each before its update) into `logs` (so `History` has
-    it); a non-finite flossing loss (overflowing dynamics) is logged as it
-    is with a warning and its update undone, never raising inside `fit`.
+    it). A flossing step whose loss is not finite (overflowing dynamics),
+    or whose update leaves a weight of the recurrent layer non-finite
+    (a finite loss can have overflowing gradients, e.g. through the
+    trajectory of a chaotic net), is undone with a warning, never raising
+    inside `fit`; its loss is logged as it is.
+
+    The exponents are computed in float32 under any dtype policy (as
+    `kr.layers.LyapunovExponents` does), so flossing works in a
+    mixed-precision model; a `LossScaleOptimizer` of the model is copied
+    without its loss scaling, which float32 gradients do not need.
 
     Args:
         probe_inputs: a batch of model inputs the exponents are measured
@@ -52,12 +62,8 @@ class GradientFlossing(RecurrentProbeCallback):
         steps: optimizer steps per flossing (>= 1).
         layer: the recurrent layer: `None`, a name, or the layer.
         warmup, qr_interval, seed: as in `kr.layers.LyapunovExponents`.
-        trajectory_gradient: as in `kr.layers.LyapunovExponents`, but
-            `False` by default: flossing a chaotic SimpleRNN (64 units,
-            gain 2, lambda_1 = 0.14) for 40 steps reached max |lambda| of
-            0.014-0.031 without the gradient through the trajectory and
-            0.016-0.056 with it, on the three backends (that gradient
-            grows like exp(lambda_1 T) and makes the loss rugged).
+        trajectory_gradient: as in `kr.layers.LyapunovExponents` (the same
+            default, `False`).
         optimizer: `None` (a copy of the model's, as above) or a Keras
             optimizer (identifier or instance) used as it is.
         probe_is_layer_input: see `probe_inputs`.
@@ -97,7 +103,7 @@ class GradientFlossing(RecurrentProbeCallback):
         seed=None,
         optimizer=None,
         probe_is_layer_input=False,
-        trajectory_gradient=False,
+        trajectory_gradient=TRAJECTORY_GRADIENT,
     ):
         super().__init__(probe_inputs, layer, probe_is_layer_input)
         self.num_exponents = check.positive_int("num_exponents", num_exponents)
@@ -143,6 +149,8 @@ class GradientFlossing(RecurrentProbeCallback):
         task = self.model.optimizer
         if task is None:
             return keras.optimizers.Adam(1e-3 * self.weight)
+        if isinstance(task, keras.optimizers.LossScaleOptimizer):
+            task = task.inner_optimizer
         config = task.get_config()
         rate = config.get("learning_rate")
         if isinstance(rate, dict) or not check.is_real(rate):
@@ -151,16 +159,28 @@ class GradientFlossing(RecurrentProbeCallback):
         return type(task).from_config(config)
 
     def on_train_begin(self, logs=None):
-        from keras_residual.layers.lyapunov_exponents import LyapunovExponents
-
         layer_inputs = self._attach()
         sequences = layer_inputs.sequences
         self._sequences = sequences
-        inputs = keras.Input(sequences.shape[1:], dtype=self._rnn.cell.compute_dtype)
+        # Mismatches between the arguments and what the probe gives the
+        # layer are errors now, before the first training step.
+        try:
+            lyapunov_lib.check_settings(
+                self.num_exponents, self.warmup, self.qr_interval, self.seed,
+                steps=sequences.shape[1],
+            )
+        except ValueError as error:
+            raise ValueError(
+                f"{self._name}: the probe gives layer {self._rnn.name!r} sequences of "
+                f"{sequences.shape[1]} steps; {error}"
+            ) from error
+        dtype = "float64" if self._rnn.cell.compute_dtype == "float64" else "float32"
+        inputs = keras.Input(sequences.shape[1:], dtype=dtype)
         exponents = LyapunovExponents(
             self._rnn, num_exponents=self.num_exponents, warmup=self.warmup,
             qr_interval=self.qr_interval, seed=self.seed,
             trajectory_gradient=self.trajectory_gradient, name="flossed_exponents",
+            dtype=dtype,
         )
         if self.num_exponents > exponents.state_size:
             check.integer(
@@ -193,20 +213,27 @@ class GradientFlossing(RecurrentProbeCallback):
             loss = self._floss_model.train_on_batch(self._sequences, self._target_batch)
             loss = float(np.asarray(loss).reshape(-1)[0])
             if not math.isfinite(loss):
-                # The loss (computed before the update) was not finite: undo
-                # the update, whose gradients are not either.
-                self._rnn.set_weights(weights)
-                for variable, value in zip(optimizer.variables, slots):
-                    variable.assign(value)
-                if not self._warned:
-                    warnings.warn(
-                        f"GradientFlossing: the flossing loss of layer {self._rnn.name!r} is "
-                        f"{loss} (its dynamics overflow along the probe); the update is undone.",
-                        RuntimeWarning,
-                        stacklevel=2,
-                    )
-                    self._warned = True
-                break
+                # The loss (computed before the update) was not finite: so
+                # are its gradients.
+                problem = (f"the flossing loss of layer {self._rnn.name!r} is {loss} (its "
+                           "dynamics overflow along the probe)")
+            elif not all(np.all(np.isfinite(w)) for w in self._rnn.get_weights()):
+                # A finite loss with gradients that overflowed.
+                problem = (f"a flossing update left weights of layer {self._rnn.name!r} "
+                           f"non-finite (its gradient overflowed; the loss was {loss:.4g})")
+            else:
+                continue
+            self._rnn.set_weights(weights)
+            for variable, value in zip(optimizer.variables, slots):
+                variable.assign(value)
+            if not self._warned:
+                warnings.warn(
+                    f"GradientFlossing: {problem}; the update is undone.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                self._warned = True
+            break
         self.losses.append(loss)
         self.flossing_steps.append(self._step)
         self._epoch_losses.append(loss)

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from keras_residual import _validation as check
+from keras_residual.callbacks import _epochs
 from keras_residual.callbacks import _feature_path
 from keras_residual.callbacks._recurrent_probe import RecurrentProbeCallback
 from keras_residual.dynamics import lyapunov as lyapunov_lib
@@ -23,18 +24,19 @@ class LyapunovCallback(RecurrentProbeCallback):
     """Tracks the Lyapunov spectrum of a model's recurrent layer during `fit`.
 
     Before training (recorded as epoch -1) and at the end of every
-    `every_n_epochs`-th epoch (and of the last one), computes
+    `every_n_epochs`-th epoch and of the last one, computes
     `kr.dynamics.lyapunov_spectrum` of the model's recurrent layer driven by
-    `probe_inputs`, and writes three floats into the epoch's `logs`, so they
-    appear in the progress bar and in `History`:
+    `probe_inputs`, and writes three floats into the logs of each measured
+    epoch, so they appear in the progress bar and in `History`:
 
     - `{prefix}_max`: the largest exponent (> 0: chaotic, ~0: critical,
       < 0: fading memory),
     - `{prefix}_mean`: the mean of the k exponents,
     - `{prefix}_ky_dim`: the Kaplan–Yorke dimension.
 
-    On epochs it skips, the most recent values are repeated (see `epochs`
-    for when they were measured). Every spectrum is kept: `spectra` is an
+    As with Keras' `validation_freq` (and `ReLUSurvivalCallback`), epochs
+    that are not measured log nothing: `History` then holds one value per
+    measured epoch, and `epochs` says which. Every spectrum is kept: `spectra` is an
     `(evaluations, k)` array and `epochs` the matching epoch numbers, ready
     for `kr.dynamics.plot_spectra(callback)`. A network whose state
     overflows gives non-finite figures (with a warning), never an exception
@@ -169,7 +171,6 @@ class LyapunovCallback(RecurrentProbeCallback):
         self.results = []
         self._epochs = []
         self._writer = None
-        self._last_logs = None
 
     # ------------------------------------------------------------------ state
     @property
@@ -219,12 +220,7 @@ class LyapunovCallback(RecurrentProbeCallback):
     def _record(self, epoch, spectrum):
         self.results.append(spectrum)
         self._epochs.append(epoch)
-        values = {
-            f"{self.prefix}_max": spectrum.max,
-            f"{self.prefix}_mean": spectrum.mean,
-            f"{self.prefix}_ky_dim": spectrum.kaplan_yorke_dimension,
-        }
-        self._last_logs = values
+        values = {f"{self.prefix}_{name}": value for name, value in spectrum.summary().items()}
         self._write_tensorboard(epoch, spectrum)
         if self.verbose:
             print(
@@ -304,24 +300,21 @@ class LyapunovCallback(RecurrentProbeCallback):
         self._close_tensorboard()
 
     def on_epoch_end(self, epoch, logs=None):
-        last = self.params.get("epochs") if self.params else None
-        due = (epoch + 1) % self.every_n_epochs == 0 or (last is not None and epoch + 1 == last)
-        if due or self._last_logs is None:
-            try:
-                values = self._record(epoch, self._compute())
-            except Exception as error:  # noqa: BLE001 (never break `fit`)
-                warnings.warn(
-                    f"LyapunovCallback: the spectrum at epoch {epoch} failed ({error!r}); "
-                    "recording NaN.",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-                k = self.results[-1].num_exponents if self.results else 1
-                values = self._record(
-                    epoch, _nan_spectrum(self.results[-1] if self.results else None, k)
-                )
-        else:
-            values = self._last_logs
+        if not _epochs.measured(epoch, self.every_n_epochs, self.params):
+            return
+        try:
+            values = self._record(epoch, self._compute())
+        except Exception as error:  # noqa: BLE001 (never break `fit`)
+            warnings.warn(
+                f"LyapunovCallback: the spectrum at epoch {epoch} failed ({error!r}); "
+                "recording NaN.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            k = self.results[-1].num_exponents if self.results else 1
+            values = self._record(
+                epoch, _nan_spectrum(self.results[-1] if self.results else None, k)
+            )
         if logs is not None:
             logs.update({key: float(value) for key, value in values.items()})
 
@@ -333,10 +326,14 @@ class LyapunovCallback(RecurrentProbeCallback):
 def _check_tensorboard(value):
     if value is None or isinstance(value, keras.callbacks.TensorBoard):
         return value
-    if isinstance(value, str):
-        return check.string("tensorboard", value)
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
+    if isinstance(value, (str, os.PathLike)):
+        path = check.string("tensorboard", os.fspath(value))
+        if path != "auto" and os.path.exists(path) and not os.path.isdir(path):
+            raise ValueError(
+                f"Argument `tensorboard` must be \"auto\", None, a TensorBoard callback or a log "
+                f"directory; received tensorboard={path!r}, which is a file, not a directory."
+            )
+        return path
     raise check.ArgumentTypeError(
         'Argument `tensorboard` must be "auto", None, a keras.callbacks.TensorBoard callback '
         f"or a log directory; received tensorboard={value!r} of type {type(value).__name__}."
@@ -391,11 +388,7 @@ class _SummaryWriter:
 
     def write(self, step, spectrum):
         tf = self.tf
-        scalars = {
-            "max": spectrum.max,
-            "mean": spectrum.mean,
-            "ky_dim": spectrum.kaplan_yorke_dimension,
-        }
+        scalars = spectrum.summary()
         # record_if(True): TensorBoard(update_freq=N) turns recording off
         # between its batch summaries, the end of an epoch included.
         with self.writer.as_default(), tf.summary.record_if(True):

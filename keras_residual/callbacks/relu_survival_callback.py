@@ -4,13 +4,15 @@ import keras
 import numpy as np
 
 from keras_residual import _validation as check
+from keras_residual.callbacks import _epochs
 from keras_residual.dynamics import survival as survival_lib
 
 
 class ReLUSurvivalCallback(keras.callbacks.Callback):
     """Measures the survival rate of every ReLU at the end of epochs.
 
-    At the end of every `every_n_epochs`-th epoch, runs the probe batch
+    At the end of every `every_n_epochs`-th epoch and of the last one (as
+    `LyapunovCallback` does), runs the probe batch
     once through a probe model over the ReLU pre-activations (see
     `kr.dynamics.relu_survival`, inference mode), stores the per-ReLU rates
     in `rates[epoch]` and logs their mean and minimum as
@@ -94,7 +96,7 @@ class ReLUSurvivalCallback(keras.callbacks.Callback):
         return {key: survival for key, (survival, _, _) in stats.items()}
 
     def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every_n_epochs:
+        if not _epochs.measured(epoch, self.every_n_epochs, self.params):
             return
         rates = self.measure()
         self.rates[epoch] = rates

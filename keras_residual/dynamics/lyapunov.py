@@ -35,6 +35,7 @@ import numpy as np
 from keras import ops
 
 from keras_residual import _validation as check
+from keras_residual._keras_compat import autocast_off
 from keras_residual._keras_compat import float64_ops
 from keras_residual.dynamics import _lyapunov_backends
 from keras_residual.dynamics import tangents as tangents_lib
@@ -163,6 +164,10 @@ class LyapunovSpectrum:
     def is_finite(self):
         """Whether every per-trajectory exponent is finite."""
         return bool(np.all(np.isfinite(self.per_sequence)))
+
+    def summary(self):
+        """The figures the callbacks log: `{"max", "mean", "ky_dim"}` (floats)."""
+        return {"max": self.max, "mean": self.mean, "ky_dim": self.kaplan_yorke_dimension}
 
     def __repr__(self):
         shown = np.array2string(self.exponents[:6], precision=4, separator=", ")
@@ -352,30 +357,91 @@ def state_sizes(cell):
 _CLONES = weakref.WeakKeyDictionary()
 
 
-def _cell_in_dtype(cell, dtype):
-    """The cell itself when it computes in `dtype`, else a copy that does,
-    carrying the cell's current weights."""
-    if cell.compute_dtype == dtype and all(
-        keras.backend.standardize_dtype(v.dtype) == dtype
-        for v in cell.weights
-        if "float" in keras.backend.standardize_dtype(v.dtype)
-    ):
+def _is_float(dtype):
+    return "float" in keras.backend.standardize_dtype(dtype)
+
+
+def _float_dtypes(layer):
+    """The dtypes the layer's float weights hold. Read from the values
+    outside any autocast scope: a variable's `dtype` reports the scope's
+    dtype inside one, and the default float dtype inside Keras'
+    `AutocastScope(None)`."""
+    with autocast_off():
+        dtypes = {keras.backend.standardize_dtype(v.value.dtype) for v in layer.weights}
+    return {d for d in dtypes if _is_float(d)}
+
+
+def _config_in_dtype(config, dtype):
+    """A layer config with `dtype` for the layer and for every layer nested
+    in it (a `StackedRNNCells`' cells, say: each keeps its own dtype policy
+    in its serialized config)."""
+    if isinstance(config, (list, tuple)):
+        return type(config)(_config_in_dtype(c, dtype) for c in config)
+    if not isinstance(config, dict):
+        return config
+    config = {key: _config_in_dtype(value, dtype) for key, value in config.items()}
+    inner = config.get("config")
+    if "class_name" in config and isinstance(inner, dict) and "dtype" in inner:
+        inner["dtype"] = dtype
+    return config
+
+
+def cell_in_dtype(cell, dtype):
+    """The cell itself when it computes in `dtype`, else a copy that does
+    (built on first use by the caller; cached per cell and dtype), its
+    nested cells included.
+
+    Raises:
+        TypeError: the cell cannot be re-created from its config in `dtype`.
+    """
+    if cell.compute_dtype == dtype and _float_dtypes(cell) <= {dtype}:
         return cell
     clones = _CLONES.setdefault(cell, {})
     clone = clones.get(dtype)
     if clone is None:
         try:
-            config = cell.get_config()
+            config = _config_in_dtype(cell.get_config(), dtype)
             config["dtype"] = dtype
             clone = cell.__class__.from_config(config)
         except Exception as error:  # noqa: BLE001 (user cells may fail in any way)
             raise TypeError(
-                f"Cannot compute the spectrum of cell {cell.name!r} in {dtype}: it could not "
+                f"Cannot compute the exponents of cell {cell.name!r} in {dtype}: it could not "
                 f"be re-created from its config with dtype={dtype!r} ({error}). Give the cell "
                 f"a complete get_config, build it with dtype={dtype!r}, or pass dtype=None."
             ) from error
         clones[dtype] = clone
     return clone
+
+
+def check_clone(cell, clone, dtype):
+    """After the clone is built: every float weight of it (nested cells
+    included) is in `dtype`, one per weight of the cell, same shapes."""
+    if clone is cell:
+        return
+    shapes = [tuple(v.shape) for v in cell.weights]
+    if shapes != [tuple(v.shape) for v in clone.weights] or not _float_dtypes(clone) <= {dtype}:
+        raise TypeError(
+            f"Cannot compute the exponents of cell {cell.name!r} in {dtype}: its copy from "
+            f"get_config (with dtype={dtype!r} for it and every nested layer) has float "
+            f"weights of dtypes {sorted(_float_dtypes(clone))} and variable shapes "
+            f"{[tuple(v.shape) for v in clone.weights]} where the cell has {shapes}. Build "
+            f"the cell with dtype={dtype!r}, or pass dtype=None."
+        )
+
+
+def clone_mapping(cell, clone, dtype):
+    """`[(clone weight, the cell's weight's current value in the clone's
+    dtype)]` (weights, in their order of creation, which a copy from the
+    config repeats; a seed generator's state is no weight, and the steps
+    run in inference mode): run under
+    `keras.StatelessScope(state_mapping=...)`, the clone computes with the
+    cell's weights, and gradients reach the cell's variables."""
+    with autocast_off():
+        values = [v.value for v in cell.weights]
+    return [
+        (mine, ops.cast(value, dtype) if _is_float(value.dtype) else value)
+        for mine, value in zip(clone.weights, values)
+    ]
 
 
 # --------------------------------------------------------------------------
@@ -877,10 +943,11 @@ def _prepare_run(
         h0 = _initial_states(initial_state, batch, sizes, dtype)
         if not cell.built:
             _call_checked(cell, x[:, 0].astype("float32"), h0.astype("float32"), structure, sizes)
-        work_cell = _cell_in_dtype(cell, dtype)
+        work_cell = cell_in_dtype(cell, dtype)
         if work_cell is not cell:
             if not work_cell.built:
                 _call_checked(work_cell, x[:, 0].astype(dtype), h0, structure, sizes)
+            check_clone(cell, work_cell, dtype)
             work_cell.set_weights(
                 [np.asarray(w, dtype=v.dtype) for w, v in zip(cell.get_weights(), work_cell.weights)]
             )
@@ -899,6 +966,10 @@ def _prepare_run(
         mode = "analytic" if has_tangent else "autodiff"
     else:
         mode = settings["jacobian"]
+    k = settings["num_exponents"] or state_size
+    if mode == "analytic":
+        with compute_scope(backend, dtype):
+            check_tangent(work_cell, x[:1, 0].astype(dtype), h0[:1], sizes, k)
     qr_method = settings["qr_method"]
     if qr_method == "auto":
         qr_method = backend.default_qr_method(dtype, _device_kind())
@@ -908,7 +979,7 @@ def _prepare_run(
         xs = xs[::-1]
     return _Run(
         cell=cell, work_cell=work_cell, structure=structure, sizes=sizes, xs=xs, h0=h0,
-        k=settings["num_exponents"] or state_size, warmup=settings["warmup"],
+        k=k, warmup=settings["warmup"],
         qr_interval=settings["qr_interval"], seed=settings["seed"], dtype=dtype, mode=mode,
         qr_method=qr_method, backend=backend,
     )
@@ -933,6 +1004,19 @@ def _device_kind():
     except Exception:  # noqa: BLE001
         return "cpu"
     return "gpu" if any("gpu" in d.lower() or "cuda" in d.lower() for d in devices) else "cpu"
+
+
+def check_tangent(cell, x, states, sizes, k):
+    """Run the cell's tangent map once on one step (`x` (batch, features),
+    concatenated `states` (batch, S)) with `k` tangent vectors and check its
+    output (`tangents.check_output`)."""
+    bounds = np.cumsum([0] + sizes)
+    parts = [ops.convert_to_tensor(states[:, int(a):int(b)]) for a, b in zip(bounds[:-1], bounds[1:])]
+    dtype = keras.backend.standardize_dtype(states.dtype)
+    frame = _initial_frame(sum(sizes), k, 0, dtype)
+    Q = ops.convert_to_tensor(np.broadcast_to(frame, (states.shape[0],) + frame.shape), dtype=dtype)
+    output = tangents_lib.tangent_map(cell)(ops.convert_to_tensor(x), parts, Q)
+    tangents_lib.check_output(cell, output, states.shape[0], sizes, k)
 
 
 def _call_checked(cell, x, states, structure, sizes):

@@ -15,7 +15,8 @@ with a block of k tangent vectors `Q`. A cell provides it through one door:
   `Z = J_t Q` (plus the inputs' term `d s_t / d x_t X` when given),
   `(batch, S, k)`; in inference mode (no dropout).
 
-`tangent_map(cell)` returns that function for a cell: the cell's own
+`tangent_map(cell_or_layer)` returns that function for a cell (or the cell
+of a `keras.layers.RNN` layer): the cell's own
 `tangent` method (`kr.layers.WCRNNCell` has one), else the one registered
 here for its exact class (Keras' `SimpleRNNCell`, `GRUCell` with either
 `reset_after`, `LSTMCell`, and `StackedRNNCells` of cells that have one), else
@@ -28,6 +29,10 @@ your own cell class with `register_tangent(cls)`, or give the class a
 A stacked cell needs each cell's output to be its first state (true of every
 Keras cell and of `WCRNNCell`): the output's tangent is then the first
 state's block of `Z`.
+
+The engine calls a cell's map once on its first step and checks what it
+returns (`check_output`): a map that gives states or a `Z` of the wrong
+shape is an error naming the map, never a wrong spectrum.
 """
 
 import keras
@@ -41,18 +46,110 @@ _REGISTRY = {}
 def register_tangent(cell_class):
     """Register `function(cell, inputs, states, tangents, input_tangents)` as
     the tangent map of cells of exactly `cell_class` (not its subclasses,
-    which may change the step)."""
+    which may change the step).
+
+    Args:
+        cell_class: a subclass of `keras.layers.Layer` (an RNN cell class).
+
+    Returns:
+        A decorator that registers the function and returns it unchanged.
+
+    Raises:
+        TypeError: `cell_class` is not a layer class, or the decorated
+            object is not callable.
+
+    Example:
+
+    >>> class Leaky(keras.layers.Layer):  # h_t = 0.5 h + tanh(x)
+    ...     state_size = 2
+    ...     def call(self, x, states):
+    ...         h = 0.5 * states[0] + ops.tanh(x)
+    ...         return h, [h]
+    >>> @kr.dynamics.register_tangent(Leaky)
+    ... def leaky_tangent(cell, inputs, states, tangents, input_tangents=None):
+    ...     h = 0.5 * states[0] + ops.tanh(inputs)
+    ...     return [h], 0.5 * tangents
+    >>> spectrum = kr.dynamics.lyapunov_spectrum(Leaky(), np.ones((2, 20, 2)))
+    >>> spectrum.jacobian, np.round(spectrum.exponents, 4).tolist()  # log 0.5
+    ('analytic', [-0.6931, -0.6931])
+    """
+    if not (isinstance(cell_class, type) and issubclass(cell_class, keras.layers.Layer)):
+        raise TypeError(
+            "Argument `cell_class` of register_tangent must be a cell class (a subclass of "
+            f"keras.layers.Layer); received cell_class={cell_class!r} of type "
+            f"{type(cell_class).__name__}."
+        )
 
     def decorate(function):
+        if not callable(function):
+            raise TypeError(
+                f"register_tangent({cell_class.__name__}) decorates a function "
+                "(cell, inputs, states, tangents, input_tangents) -> (new_states, Z); "
+                f"received {function!r} of type {type(function).__name__}."
+            )
         _REGISTRY[cell_class] = function
         return function
 
     return decorate
 
 
+def describe(cell):
+    """How the error messages name a cell's tangent map."""
+    if callable(getattr(cell, "tangent", None)):
+        return f"{type(cell).__name__}.tangent"
+    function = _REGISTRY.get(type(cell))
+    name = getattr(function, "__qualname__", repr(function))
+    return f"{name}, registered for {type(cell).__name__}"
+
+
+def check_output(cell, output, batch, sizes, k):
+    """Check once what a cell's tangent map returned for `batch` states of
+    sizes `sizes` and `k` tangent vectors: `(new_states, Z)` with one state
+    per size and `Z` of shape (batch, sum(sizes), k).
+
+    Raises:
+        TypeError: the map returned another structure.
+        ValueError: a state or `Z` has another shape.
+    """
+    what = f"The tangent map of cell {cell.name!r} ({describe(cell)})"
+    if not (isinstance(output, (list, tuple)) and len(output) == 2):
+        raise TypeError(
+            f"{what} must return (new_states, Z); received {type(output).__name__} "
+            f"{output!r:.200}."
+        )
+    new_states, Z = output
+    states = keras.tree.flatten(new_states)
+    widths = [tuple(ops.shape(s)) for s in states]
+    expected = [(batch, size) for size in sizes]
+    if widths != expected:
+        raise ValueError(
+            f"{what} returned new states of shapes {widths}; the cell's states need "
+            f"{expected} (state_size {cell.state_size!r})."
+        )
+    shape = tuple(ops.shape(Z))
+    if shape != (batch, sum(sizes), k):
+        raise ValueError(
+            f"{what} returned Z = J_t Q of shape {shape}; it must be (batch, state size, k) "
+            f"= {(batch, sum(sizes), k)}, one column per column of Q."
+        )
+
+
 def tangent_map(cell):
-    """The cell's tangent map `f(inputs, states, tangents, input_tangents=None)`,
-    or `None` when it has none (the caller then uses autodiff)."""
+    """The tangent map `f(inputs, states, tangents, input_tangents=None)` of
+    a cell, or of the cell of a `keras.layers.RNN` layer; `None` when it
+    has none (the caller then uses autodiff).
+
+    Raises:
+        TypeError: `cell` is neither an RNN cell nor a `keras.layers.RNN`.
+    """
+    if isinstance(cell, keras.layers.RNN):
+        cell = cell.cell
+    elif not (isinstance(cell, keras.layers.Layer) and hasattr(cell, "state_size")):
+        raise TypeError(
+            "Argument `cell` of tangent_map must be an RNN cell (a Keras layer with a "
+            "`state_size`) or a keras.layers.RNN layer; received "
+            f"{cell!r:.100} of type {type(cell).__name__}."
+        )
     own = getattr(cell, "tangent", None)
     if callable(own):
         if getattr(cell, "has_analytic_jacobian", True) is False:

@@ -161,6 +161,7 @@ class WCRNN(keras.layers.RNN):
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         sequences = check.floating(sequences, self.compute_dtype)
+        check.time_steps("sequences", sequences.shape)
         if initial_state is not None:
             self._check_initial_state(sequences, initial_state)
         return super().call(sequences, mask=mask, training=training, initial_state=initial_state)

@@ -136,3 +136,97 @@ def test_overflowing_dynamics_are_reported_and_the_update_undone():
 def test_invalid_arguments_name_the_argument(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         kr.callbacks.GradientFlossing(X[:4], **kwargs)
+
+
+def test_an_update_with_a_finite_loss_and_non_finite_weights_is_undone():
+    """A chaotic SimpleRNN (16 units, recurrent gain 8) flossed through its
+    trajectory (trajectory_gradient=True) along 1000-step probes: on JAX one
+    such step reports a finite loss and leaves every recurrent weight NaN
+    (the gradient through e^(lambda_1 T) overflows). The callback once kept
+    that step, because only a non-finite *loss* was undone."""
+    rng = np.random.default_rng(0)
+    probe = rng.normal(size=(2, 1000, 1)).astype("float32")
+    rnn = keras.layers.SimpleRNN(16, recurrent_initializer=keras.initializers.RandomNormal(
+        stddev=8 / np.sqrt(16), seed=1))
+    # The task sees 20 steps (its own gradients stay finite), the flossing 1000.
+    model = keras.Sequential([keras.Input((None, 1)), rnn, keras.layers.Dense(1)])
+    model.compile(keras.optimizers.Adam(1e-3), "mse")
+    callback = kr.callbacks.GradientFlossing(
+        probe, num_exponents=2, trajectory_gradient=True, probe_is_layer_input=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(probe[:, :20], probe[:, 0, :1], epochs=1, batch_size=2, verbose=0,
+                  callbacks=[callback])
+    assert all(np.all(np.isfinite(w)) for w in rnn.get_weights())
+    messages = [str(w.message) for w in caught if "GradientFlossing" in str(w.message)]
+    assert all("undone" in m for m in messages), messages
+
+
+def test_flossing_a_mixed_precision_model():
+    # Under mixed_float16 the model's optimizer is a LossScaleOptimizer (it
+    # failed at on_train_begin: no `learning_rate` in its config).
+    keras.config.set_dtype_policy("mixed_float16")
+    rnn = _chaotic()
+    model = _model(rnn)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    before = [w.copy() for w in rnn.get_weights()]
+    callback = kr.callbacks.GradientFlossing(X[:8], num_exponents=2)
+    history = model.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[callback])
+    assert np.all(np.isfinite(history.history["flossing_loss"]))
+    assert all(w.dtype == "float32" for w in rnn.weights)
+    assert any(not np.allclose(a, b) for a, b in zip(rnn.get_weights(), before))
+    flossing = callback._floss_model.optimizer
+    inner = getattr(flossing, "inner_optimizer", flossing)
+    assert isinstance(inner, keras.optimizers.Adam)  # a copy of the task's Adam
+
+
+class _Batches(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seen = 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.seen += 1
+
+
+def test_mismatches_with_the_probe_are_errors_before_the_first_step():
+    # warmup=20 with 20-step probes used to fail after the first training batch.
+    model = keras.Sequential([keras.Input((None, 2)), _chaotic(), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    batches = _Batches()
+    flossing = kr.callbacks.GradientFlossing(X[:4, :20], num_exponents=2, warmup=20)
+    with pytest.raises(ValueError, match=r"GradientFlossing: .*20 steps.*warmup.*\[0, timesteps - 1 = 19\]"):
+        model.fit(X[:, :20], Y, epochs=1, verbose=0, callbacks=[batches, flossing])
+    assert batches.seen == 0
+    too_many = kr.callbacks.GradientFlossing(X[:4], num_exponents=17)
+    with pytest.raises(ValueError, match=r"num_exponents.*\[1, state size = 16\]"):
+        _model(_chaotic()).fit(X, Y, epochs=1, verbose=0, callbacks=[batches, too_many])
+    assert batches.seen == 0
+
+
+def test_errors_from_the_models_graph_name_gradient_flossing():
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.rnn = _chaotic()
+            self.head = keras.layers.Dense(1)
+
+        def call(self, x):
+            return self.head(self.rnn(x))
+
+    inputs = keras.Input(X.shape[1:])
+    outputs = keras.layers.Dense(1)(Subclassed()(inputs))
+    model = keras.Model(inputs, outputs)
+    model.compile("sgd", "mse")
+    with pytest.raises(TypeError, match=r"^GradientFlossing: .*subclassed model"):
+        model.fit(X, Y, epochs=1, verbose=0, callbacks=[kr.callbacks.GradientFlossing(X[:4])])
+
+
+def test_the_layer_and_the_callback_share_one_trajectory_gradient_default():
+    import inspect
+
+    from keras_residual.layers import lyapunov_exponents
+
+    layer = inspect.signature(kr.layers.LyapunovExponents).parameters["trajectory_gradient"]
+    callback = inspect.signature(kr.callbacks.GradientFlossing).parameters["trajectory_gradient"]
+    assert layer.default is callback.default is lyapunov_exponents.TRAJECTORY_GRADIENT is False

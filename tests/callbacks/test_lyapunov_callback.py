@@ -81,9 +81,9 @@ def test_callback_every_n_epochs_layer_name_and_front_layers():
     history = model.fit(X, Y, epochs=3, batch_size=16, verbose=0, callbacks=[callback])
     assert callback.epochs.tolist() == [-1, 1, 2]  # every 2nd epoch and the last one
     assert callback.spectra.shape == (3, 4)
-    assert len(history.history["lyap_max"]) == 3
-    # Epoch 0 repeats the values measured before training.
-    assert history.history["lyap_max"][0] == pytest.approx(callback.spectra[0, 0])
+    # As with validation_freq: one History value per measured epoch.
+    assert len(history.history["lyap_max"]) == 2 and len(history.history["loss"]) == 3
+    assert history.history["lyap_max"] == pytest.approx(callback.spectra[1:, 0].tolist())
     # The probe went through the Dense layer in front of the LSTM.
     features = keras.ops.convert_to_numpy(model.layers[0](X[:4]))
     direct = kr.dynamics.lyapunov_spectrum(lstm, features, num_exponents=4)
@@ -459,3 +459,36 @@ def test_spectra_are_written_to_the_tensorboard_of_the_same_fit(tmp_path):
     assert glob.glob(str(board_dir / "train" / "events.out.tfevents.*"))  # its own file
     found, _ = read_summaries(str(board_dir / "train"))
     assert not any(tag.startswith(("mine/", "none/")) for tag in found)
+
+
+def test_a_tensorboard_path_that_is_a_file_is_a_clear_error(tmp_path):
+    log_file = tmp_path / "events.txt"
+    log_file.write_text("not a directory")
+    for value in (str(log_file), log_file):
+        with pytest.raises(ValueError, match=r"`tensorboard`.*events.txt.*is a file"):
+            kr.callbacks.LyapunovCallback(X, tensorboard=value)
+    # A directory that does not exist yet is fine: TensorBoard creates it.
+    callback = kr.callbacks.LyapunovCallback(X, tensorboard=tmp_path / "new_logs")
+    assert callback.tensorboard == str(tmp_path / "new_logs")
+
+
+@pytest.mark.parametrize("every, epochs, measured", [(1, 3, [0, 1, 2]), (2, 5, [1, 3, 4]),
+                                                     (3, 2, [1]), (2, 4, [1, 3])])
+def test_every_n_epochs_means_the_same_in_both_measuring_callbacks(every, epochs, measured):
+    """Every n-th epoch and the last one, logging only what was measured
+    (LyapunovCallback used to log repeats; ReLUSurvivalCallback skipped the
+    last epoch)."""
+    x = RNG.normal(size=(16, 6)).astype("float32")
+    y = RNG.integers(0, 3, size=(16,))
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, activation="relu"),
+                              keras.layers.Dense(3, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    survival = kr.callbacks.ReLUSurvivalCallback(x[:8], every_n_epochs=every)
+    history = model.fit(x, y, epochs=epochs, verbose=0, callbacks=[survival])
+    assert survival.epochs == measured
+    assert len(history.history["relu_survival_mean"]) == len(measured)
+    rnn_model = classifier(keras.layers.SimpleRNN(3))
+    lyapunov = kr.callbacks.LyapunovCallback(X[:4], every_n_epochs=every)
+    history = rnn_model.fit(X, Y, epochs=epochs, batch_size=32, verbose=0, callbacks=[lyapunov])
+    assert lyapunov.epochs.tolist() == [-1] + measured
+    assert len(history.history["lyapunov_max"]) == len(measured)

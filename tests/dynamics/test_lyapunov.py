@@ -45,9 +45,14 @@ def test_weak_coupling_gives_log_radii():
     x = RNG.normal(size=(4, 300, 3)).astype("float32")
     layer(x)
     spectrum = kr.dynamics.lyapunov_spectrum(layer, x, warmup=100)
-    np.testing.assert_allclose(spectrum.exponents, np.log(radii), atol=1e-3)
+    # Coupling 1e-5 with |W| = 1 moves each exponent by <= ~1e-5 / r (<= 5e-5
+    # for r = 0.2); after the warm-up the frame's misalignment decays as
+    # e^(-100 * 0.1) = 5e-5 (smallest gap 0.1); float32 tangents add ~eps32
+    # per step. 2e-4 bounds the sum (measured <= 3e-5 on the three backends).
+    np.testing.assert_allclose(spectrum.per_sequence, np.broadcast_to(np.log(radii), (4, 6)),
+                               rtol=0, atol=2e-4)
     np.testing.assert_allclose(
-        spectrum.exponents, layer.cell.residual.analytic_exponents(), atol=1e-3
+        spectrum.exponents, layer.cell.residual.analytic_exponents(), rtol=0, atol=2e-4
     )
     assert spectrum.jacobian == "analytic"
     assert spectrum.per_sequence.shape == (4, 6)
@@ -59,11 +64,22 @@ def test_strongly_coupled_wcrnn_matches_numpy_reference():
     reference = kr.dynamics.lyapunov_spectrum_numpy(layer, X, warmup=10)
     # Far from the weak-coupling answer, so the comparison means something.
     assert np.max(np.abs(reference.exponents - np.log(0.9))) > 0.05
-    for kwargs in ({}, {"jacobian": "autodiff"}, {"qr_method": "cholesky"}, {"dtype": "float64"}):
+    assert reference.exponents[0] > 0  # chaotic: lambda_1 ~ 0.04, up to 0.05 per sequence
+    for kwargs in ({"dtype": "float64"}, {"dtype": "float64", "jacobian": "autodiff"}):
         spectrum = kr.dynamics.lyapunov_spectrum(layer, X, warmup=10, **kwargs)
-        np.testing.assert_allclose(spectrum.exponents, reference.exponents, atol=2e-3, err_msg=str(kwargs))
-        np.testing.assert_allclose(spectrum.per_sequence, reference.per_sequence, atol=2e-3)
-    assert spectrum.dtype == "float64"
+        assert spectrum.dtype == "float64"
+        # float64 on both sides: roundings of ~1e-16 grown by e^(lambda_1 T) ~ e^6
+        # along the chaotic trajectory, over 120 steps: ~1e-11 (measured <= 4e-13).
+        np.testing.assert_allclose(spectrum.per_sequence, reference.per_sequence, rtol=0,
+                                   atol=1e-10, err_msg=str(kwargs))
+    for kwargs in ({}, {"jacobian": "autodiff"}, {"qr_method": "cholesky"}):
+        spectrum = kr.dynamics.lyapunov_spectrum(layer, X, warmup=10, **kwargs)
+        # float32 steps on a chaotic net: each step's rounding (eps32 = 6e-8)
+        # grows by up to e^(0.05 * 120) = 400 along the trajectory, over 120
+        # steps: 6e-8 * 400 * 120 = 3e-3 at worst (measured 6e-6 to 8e-4 on
+        # the three backends; the backends round differently).
+        np.testing.assert_allclose(spectrum.per_sequence, reference.per_sequence, rtol=0,
+                                   atol=3e-3, err_msg=str(kwargs))
 
 
 @pytest.mark.parametrize("jacobian", ["auto", "autodiff"])
@@ -77,7 +93,15 @@ def test_simple_rnn_cell_matches_numpy_reference(jacobian):
     reference = kr.dynamics.lyapunov_spectrum_numpy(cell, X, warmup=10)
     # Keras' SimpleRNNCell has a registered tangent map: "auto" takes it.
     assert spectrum.jacobian == ("analytic" if jacobian == "auto" else "autodiff")
-    np.testing.assert_allclose(spectrum.exponents, reference.exponents, atol=2e-3)
+    assert reference.exponents[0] < 0  # contracting: roundings do not grow
+    # float32 tangents and states, a relative rounding of ~eps32 = 6e-8 per
+    # step and exponent on a contracting net, summed over 110 steps and
+    # divided by them, with conditioning |J| |J^-1| <= ~10: ~1e-6; 1e-4
+    # leaves room for the inputs' projection (measured <= 1.2e-5).
+    np.testing.assert_allclose(spectrum.per_sequence, reference.per_sequence, rtol=0, atol=1e-4)
+    exact = kr.dynamics.lyapunov_spectrum(cell, X, warmup=10, jacobian=jacobian, dtype="float64")
+    # float64 against float64: the same sums in another order (measured <= 2e-14).
+    np.testing.assert_allclose(exact.per_sequence, reference.per_sequence, rtol=0, atol=1e-10)
 
 
 def _logistic(h, x):
@@ -91,6 +115,9 @@ def test_logistic_map_gives_ln2():
         cell, np.zeros((16, 2000, 1)), initial_state=h0, warmup=50, dtype="float64"
     )
     assert spectrum.num_exponents == 1
+    # A finite-time estimate: the local growth rates log|4 - 8h| fluctuate
+    # with std ~1 per step, so the mean over 16 x 1950 steps has a standard
+    # error of ~6e-3 (more with correlations): 0.02 is about 3 of them.
     assert spectrum.exponents[0] == pytest.approx(math.log(2.0), abs=0.02)
 
 
@@ -104,8 +131,11 @@ def test_henon_map_known_exponents():
     spectrum = kr.dynamics.lyapunov_spectrum(
         cell, np.zeros((8, 2000, 1)), initial_state=h0, warmup=100, dtype="float64"
     )
+    # Finite-time estimates over 8 x 1900 steps of the attractor, whose local
+    # rates fluctuate with std ~0.5: standard error ~4e-3, 0.02 ~ 5 of them.
     np.testing.assert_allclose(spectrum.exponents, [0.419, -1.623], atol=0.02)
-    # Each step's Jacobian has determinant -b, so the sum is ln 0.3 exactly.
+    # Each step's Jacobian has determinant -b, so the sum is ln 0.3 exactly
+    # up to float64 rounding (1e-16 per step, 1900 steps: ~2e-13).
     np.testing.assert_allclose(spectrum.per_sequence.sum(axis=-1), math.log(0.3), atol=1e-9)
     assert spectrum.kaplan_yorke_dimension == pytest.approx(1.258, abs=0.02)
     assert spectrum.entropy_rate == pytest.approx(spectrum.exponents[0])
@@ -126,13 +156,51 @@ def test_lstm_gives_2n_finite_sorted_exponents_matching_numpy():
     assert np.all(np.diff(spectrum.exponents) <= 0)
     assert np.all(np.diff(spectrum.per_sequence, axis=-1) <= 0)
     reference = kr.dynamics.lyapunov_spectrum_numpy(layer, X)
-    np.testing.assert_allclose(spectrum.exponents, reference.exponents, atol=2e-3)
+    # float32 tangents with QRs in float64 where the columns spread (auto):
+    # the tail (~ -5 per step) carries the tangents' float32 rounding,
+    # eps32 * |J| / R_kk ~ 6e-8 * e^1 per step, ~1e-5 over the run; 1e-4
+    # leaves a factor 4 over the largest measured (2.6e-5).
+    np.testing.assert_allclose(spectrum.per_sequence, reference.per_sequence, rtol=0, atol=1e-4)
+    exact = kr.dynamics.lyapunov_spectrum(layer, X, dtype="float64")
+    # float64 against float64 (measured <= 3e-13).
+    np.testing.assert_allclose(exact.per_sequence, reference.per_sequence, rtol=0, atol=1e-10)
     # The initial [h, c] as a list equals the concatenated array.
     h0 = RNG.normal(size=(4, 4)).astype("float32") * 0.1
     c0 = RNG.normal(size=(4, 4)).astype("float32") * 0.1
     as_list = kr.dynamics.lyapunov_spectrum(layer, X[:, :30], initial_state=[h0, c0])
     as_array = kr.dynamics.lyapunov_spectrum(layer, X[:, :30], initial_state=np.concatenate([h0, c0], -1))
-    np.testing.assert_allclose(as_list.exponents, as_array.exponents, atol=1e-6)
+    # The same numbers in, the same computation: equal.
+    np.testing.assert_array_equal(as_list.per_sequence, as_array.per_sequence)
+
+
+@pytest.mark.parametrize("jacobian", ["auto", "autodiff"])
+def test_float64_mode_makes_every_cell_of_a_stack_float64(jacobian):
+    """dtype="float64" copies a stack's sub-cells to float64 too: the result
+    equals the spectrum of a stack built in float64 with the same weights
+    (the copy used to keep the sub-cells in float32: torch failed, "expected
+    scalar type Double but found Float", and autodiff gave a "float64"
+    result 1e-5 to 3e-4 off)."""
+    from keras_residual.dynamics import _lyapunov_backends
+    from keras_residual.dynamics import lyapunov as lyapunov_lib
+
+    def stack(dtype):
+        return keras.layers.RNN(
+            [keras.layers.SimpleRNNCell(4, dtype=dtype), keras.layers.LSTMCell(3, dtype=dtype)],
+            dtype=dtype,
+        )
+
+    mixed = stack(None)
+    mixed(X[:, :2])
+    spectrum = kr.dynamics.lyapunov_spectrum(mixed, X[:, :60], dtype="float64", jacobian=jacobian)
+    with lyapunov_lib.compute_scope(_lyapunov_backends.get_backend(), "float64"):
+        exact = stack("float64")
+        exact.build((None, None, X.shape[-1]))
+        exact.set_weights([w.astype("float64") for w in mixed.get_weights()])
+    reference = kr.dynamics.lyapunov_spectrum(exact, X[:, :60], dtype="float64", jacobian=jacobian)
+    assert spectrum.dtype == "float64" and spectrum.jacobian == reference.jacobian
+    # The same float64 computation on the same float64 weights: equal up to
+    # the order of float64 sums (measured 0).
+    np.testing.assert_allclose(spectrum.per_sequence, reference.per_sequence, rtol=0, atol=1e-12)
 
 
 def test_top_k_equals_first_k_of_full_spectrum():
@@ -140,7 +208,10 @@ def test_top_k_equals_first_k_of_full_spectrum():
     full = kr.dynamics.lyapunov_spectrum(layer, X)
     top = kr.dynamics.lyapunov_spectrum(layer, X, num_exponents=3)
     assert top.exponents.shape == (3,)
-    np.testing.assert_allclose(top.exponents, full.exponents[:3], atol=1e-5)
+    # A QR's first k columns depend on Z's first k columns alone: the same
+    # float32 arithmetic, but batched LAPACK blocks k and S columns
+    # differently (measured <= 1.4e-8 in exponents of O(0.1)).
+    np.testing.assert_allclose(top.exponents, full.exponents[:3], rtol=0, atol=1e-6)
 
 
 def test_qr_interval_agrees_on_a_contracting_system():
@@ -155,7 +226,12 @@ def test_qr_interval_agrees_on_a_contracting_system():
     for interval in (5, "auto"):
         sparse = kr.dynamics.lyapunov_spectrum(layer, X, warmup=7, qr_interval=interval)
         assert sparse.num_qr < X.shape[1] // 3
-        np.testing.assert_allclose(sparse.exponents, every.exponents, atol=1e-4, err_msg=str(interval))
+        # Exact in exact arithmetic. Between QRs the columns spread by at most
+        # e^(0.8 * 5) (exponents >= -0.8): each QR's float32 relative error on
+        # log R_kk is ~eps32 * e^4 = 3e-6, 24 QRs averaged over 113 steps:
+        # ~7e-7 (measured <= 9e-8).
+        np.testing.assert_allclose(sparse.exponents, every.exponents, rtol=0, atol=2e-6,
+                                   err_msg=str(interval))
 
 
 def test_auto_interval_keeps_the_tail_after_a_uniform_first_step():
@@ -185,16 +261,20 @@ def test_cholesky_qr_falls_back_on_an_ill_conditioned_lstm():
     householder = kr.dynamics.lyapunov_spectrum(layer, X, qr_method="householder")
     cholesky = kr.dynamics.lyapunov_spectrum(layer, X, qr_method="cholesky")
     assert cholesky.qr_method == "cholesky"
-    # Its smallest exponents (about -6 per step) are near float32's resolution.
-    np.testing.assert_allclose(cholesky.exponents, householder.exponents, atol=1e-3)
-    np.testing.assert_allclose(cholesky.exponents[:4], householder.exponents[:4], atol=1e-5)
+    # CholeskyQR2's float32 error grows as eps32 * cond(Z)^2; the tail (about
+    # -4 per step, e^3 below the head within a step) gives 6e-8 * e^6 = 2.4e-5
+    # (measured <= 2.4e-5): 1e-4. The head exponents are well conditioned:
+    # eps32-level (measured <= 4e-8), 1e-6.
+    np.testing.assert_allclose(cholesky.exponents, householder.exponents, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(cholesky.exponents[:4], householder.exponents[:4], rtol=0, atol=1e-6)
 
 
 def test_go_backwards_layer_reverses_time():
     layer = strong_wcrnn(go_backwards=True)
     of_layer = kr.dynamics.lyapunov_spectrum(layer, X[:, :40])
     of_cell = kr.dynamics.lyapunov_spectrum(layer.cell, X[:, :40][:, ::-1])
-    np.testing.assert_allclose(of_layer.exponents, of_cell.exponents, atol=1e-6)
+    # The same inputs in the same order through the same computation: equal.
+    np.testing.assert_array_equal(of_layer.per_sequence, of_cell.per_sequence)
 
 
 @pytest.mark.parametrize("qr_interval", [1, 3, "auto"])
@@ -380,4 +460,8 @@ def make():
 
 @spans_backends
 def test_spectra_agree_across_backends():
+    # float32 on each backend, whose roundings differ (eps32 = 6e-8 per op):
+    # over 60 steps of nets near criticality (the roundings neither grow nor
+    # fade much), ~60 * a few eps32 * conditioning ~1e-5; 1e-4 leaves room
+    # for the GRU's sigmoid gates, whose kernels differ most across backends.
     assert_backends_agree(CROSS_BACKEND, X[:2, :60], atol=1e-4)

@@ -155,3 +155,71 @@ def test_gru_spectrum_matches_the_numpy_reference(reset_after):
     spectrum = kr.dynamics.lyapunov_spectrum(layer, x, warmup=5)
     # float32 against float64 over 80 steps of a contracting GRU.
     np.testing.assert_allclose(spectrum.per_sequence, reference.per_sequence, atol=1e-4)
+
+
+class _Leaky(keras.layers.Layer):
+    """h_t = 0.5 h_{t-1} + tanh(x_t): J = 0.5 I, every exponent log 0.5."""
+
+    state_size = 2
+
+    def call(self, x, states):
+        h = 0.5 * states[0] + keras.ops.tanh(x)
+        return h, [h]
+
+
+def test_register_tangent_adds_an_analytic_map_that_the_spectrum_uses():
+    calls = []
+
+    @kr.dynamics.register_tangent(_Leaky)
+    def leaky_tangent(cell, inputs, states, tangents, input_tangents=None):
+        calls.append(1)
+        return [0.5 * states[0] + keras.ops.tanh(inputs)], 0.5 * tangents
+
+    x = np.random.default_rng(4).normal(size=(3, 40, 2)).astype("float32")
+    spectrum = kr.dynamics.lyapunov_spectrum(_Leaky(), x)
+    assert spectrum.jacobian == "analytic" and calls
+    # log 0.5 exactly up to float32 rounding of 0.5 * Q (none) and the QRs'.
+    np.testing.assert_allclose(spectrum.per_sequence, np.log(0.5), atol=1e-6)
+    autodiff = kr.dynamics.lyapunov_spectrum(_Leaky(), x, jacobian="autodiff")
+    np.testing.assert_allclose(autodiff.per_sequence, spectrum.per_sequence, atol=1e-6)
+    # A layer resolves to its cell's map.
+    assert tangents.tangent_map(keras.layers.RNN(_Leaky())) is not None
+
+
+def test_a_registered_map_with_the_wrong_output_is_an_error_naming_it():
+    class Wide(_Leaky):
+        pass
+
+    @kr.dynamics.register_tangent(Wide)
+    def wide_tangent(cell, inputs, states, tangents, input_tangents=None):
+        # Z with three rows for a state of two: gave three equal exponents on
+        # torch and errors deep in the loop on tensorflow and jax.
+        return [0.5 * states[0]], keras.ops.concatenate([tangents, tangents[:, :1]], axis=1)
+
+    x = np.zeros((2, 10, 2), "float32")
+    with pytest.raises(ValueError, match=r"wide_tangent, registered for Wide.*\(1, 3, 2\).*\(1, 2, 2\)"):
+        kr.dynamics.lyapunov_spectrum(Wide(), x)
+
+    class Bare(_Leaky):
+        pass
+
+    @kr.dynamics.register_tangent(Bare)
+    def bare_tangent(cell, inputs, states, tangents, input_tangents=None):
+        return 0.5 * tangents  # not (new_states, Z)
+
+    with pytest.raises(TypeError, match="bare_tangent.*must return \\(new_states, Z\\)"):
+        kr.dynamics.lyapunov_spectrum(Bare(), x)
+
+
+def test_register_tangent_and_tangent_map_refuse_what_they_cannot_use():
+    for bad in (5, "LSTMCell", keras.layers.LSTMCell(2), int):
+        with pytest.raises(TypeError, match="`cell_class` of register_tangent"):
+            kr.dynamics.register_tangent(bad)
+    with pytest.raises(TypeError, match="decorates a function"):
+        kr.dynamics.register_tangent(_Leaky)(3)
+    for bad in (keras.layers.Dense(3), "lstm", None):
+        with pytest.raises(TypeError, match="`cell` of tangent_map"):
+            tangents.tangent_map(bad)
+    # A Keras RNN layer answers with its cell's map (it used to answer None).
+    for layer in (keras.layers.LSTM(4), keras.layers.GRU(3), kr.layers.WCRNN(4)):
+        assert tangents.tangent_map(layer) is not None, layer.name

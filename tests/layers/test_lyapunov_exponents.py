@@ -71,7 +71,9 @@ def test_gradients_match_central_finite_differences_in_float64(kind):
     with lyapunov_lib.compute_scope(backend, "float64"):
         rnn = _recurrent(kind, dtype="float64")
         rnn(x)
-        layer = kr.layers.LyapunovExponents(rnn, num_exponents=2, dtype="float64")
+        # The exact gradient of the exponents: through the trajectory too.
+        layer = kr.layers.LyapunovExponents(rnn, num_exponents=2, dtype="float64",
+                                            trajectory_gradient=True)
         layer(x)
         # d/dW of sum(lambda^2): the flossing loss toward 0 (up to its mean).
         names = [v.path for v in layer.trainable_variables]
@@ -102,7 +104,7 @@ def test_a_keras_file_round_trip_keeps_the_layer_and_its_rnn():
     def factory():
         return kr.layers.LyapunovExponents(_recurrent("wcrnn"), num_exponents=2, warmup=2, seed=5)
 
-    check_layer(factory, X, expected_output_shape=(3, 2), mixed_precision=False, atol=1e-6)
+    check_layer(factory, X, expected_output_shape=(3, 2), atol=1e-6)
     layer = factory()
     config = layer.get_config()
     assert config["num_exponents"] == 2 and config["warmup"] == 2 and config["seed"] == 5
@@ -135,3 +137,93 @@ def test_invalid_arguments_are_clear_errors():
         kr.layers.LyapunovExponents(rnn, warmup=30)(X)
     with pytest.raises(ValueError, match="rank|sequences"):
         kr.layers.LyapunovExponents(rnn)(X[:, 0])
+
+
+def _stacked(dtype=None):
+    return keras.layers.RNN(
+        [keras.layers.SimpleRNNCell(3, dtype=dtype), keras.layers.LSTMCell(2, dtype=dtype)],
+        dtype=dtype,
+    )
+
+
+MAKERS = {
+    "simple": lambda: _recurrent("simple"),
+    "lstm": lambda: _recurrent("lstm"),
+    "wcrnn": lambda: _recurrent("wcrnn"),
+    "stacked": _stacked,
+}
+HALF_EPS = {"float16": 2.0**-10, "bfloat16": 2.0**-7}
+
+
+@pytest.mark.parametrize("kind", sorted(MAKERS))
+@pytest.mark.parametrize("where", ["layer_float16", "global_float16", "global_bfloat16"])
+def test_mixed_precision_computes_in_float32_and_returns_the_compute_dtype(kind, where):
+    """Under a mixed policy (of this layer, or global so that the wrapped
+    RNN is mixed too) the exponents are the float32 ones, cast to the
+    compute dtype (it used to fail: AddV2 float vs half on tensorflow, Float
+    vs Half on torch; float32 where the spec said float16 on jax; a
+    half-precision QR under a global policy)."""
+    reference_rnn = MAKERS[kind]()
+    reference_rnn(X)
+    reference = keras.ops.convert_to_numpy(
+        kr.layers.LyapunovExponents(reference_rnn, num_exponents=2)(X)).astype("float64")
+    half = "bfloat16" if where.endswith("bfloat16") else "float16"
+    if where == "layer_float16":
+        rnn, layer_dtype = reference_rnn, "mixed_float16"
+    else:
+        keras.config.set_dtype_policy(f"mixed_{half}")
+        rnn, layer_dtype = MAKERS[kind](), None
+        rnn(X)
+        rnn.set_weights(reference_rnn.get_weights())
+    layer = kr.layers.LyapunovExponents(rnn, num_exponents=2, dtype=layer_dtype)
+    out = layer(X)
+    spec = layer.compute_output_spec(keras.KerasTensor(X.shape, "float32"))
+    assert keras.backend.standardize_dtype(out.dtype) == spec.dtype == half
+    assert all(w.dtype == "float32" for w in rnn.weights)
+    # The float32 exponents rounded once to the half dtype: within one
+    # rounding (relative eps of the half dtype) of the float32 reference.
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(keras.ops.cast(out, "float32")), reference,
+        rtol=HALF_EPS[half], atol=1e-6,
+    )
+
+
+def test_flossing_a_mixed_precision_rnn_trains_its_float32_weights():
+    keras.config.set_dtype_policy("mixed_float16")
+    rnn = _recurrent("wcrnn")
+    rnn(X)
+    before = [np.array(w) for w in rnn.get_weights()]
+    inputs = keras.Input(X.shape[1:])
+    floss = keras.Model(inputs, kr.layers.LyapunovExponents(rnn, num_exponents=2)(inputs))
+    floss.compile(keras.optimizers.Adam(1e-2), "mse")
+    history = floss.fit(X, np.zeros((3, 2), "float32"), epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    after = rnn.get_weights()
+    assert all(w.dtype == "float32" for w in rnn.weights)
+    assert any(not np.allclose(a, b) for a, b in zip(after, before)), "fit did not change the RNN"
+
+
+def test_an_empty_batch_gives_an_empty_result_and_zero_steps_an_error():
+    rnn = _recurrent("lstm")
+    layer = kr.layers.LyapunovExponents(rnn, num_exponents=2)
+    empty = layer(X[:0])
+    assert tuple(empty.shape) == (0, 2)  # as Keras' own layers answer an empty batch
+    with pytest.raises(ValueError, match=r"`inputs` must have at least one time step.*\(3, 0, 2\)"):
+        kr.layers.LyapunovExponents(_recurrent("simple"))(X[:, :0])
+
+
+def test_a_registered_tangent_map_of_the_wrong_width_is_an_error_naming_it():
+    class Halving(keras.layers.Layer):
+        state_size = 3
+
+        def call(self, x, states):
+            h = 0.5 * states[0] + keras.ops.tanh(x[:, :1])
+            return h, [h]
+
+    @kr.dynamics.register_tangent(Halving)
+    def halving_tangent(cell, inputs, states, tangents, input_tangents=None):
+        h = 0.5 * states[0] + keras.ops.tanh(inputs[:, :1])
+        return [h], 0.5 * tangents[:, :2]  # two rows of three: wrong
+
+    with pytest.raises(ValueError, match=r"halving_tangent, registered for Halving.*\(1, 2, 3\).*\(1, 3, 3\)"):
+        kr.layers.LyapunovExponents(keras.layers.RNN(Halving()))(X)
