@@ -14,10 +14,11 @@ called at several places, a layer inside a wrapper other than
 way out: the probe of the recurrent layer itself (what
 `LyapunovCallback(..., probe_is_layer_input=True)` takes).
 
-Keras has no public API for a graph's nodes, so this module reads the
-`Functional` graph's node table (`_nodes_by_depth`), each layer's
-`_inbound_nodes` and a `Sequential`'s `_functional`; the `Functional`
-class and `get_keras_mask` come from `keras_residual._keras_compat`.
+Keras has no public API for a graph's nodes (the arguments of each call),
+a `Sequential`'s graph, a layer's tracked sublayers or a tensor's mask:
+those come from `keras_residual._keras_compat`, the one module that reads
+Keras' private attributes; the rest is public Keras (`keras.Function`,
+`Functional.operations`, `keras.Model(inputs, outputs)`).
 """
 
 import collections
@@ -26,8 +27,7 @@ import inspect
 import keras
 import numpy as np
 
-from keras_residual._keras_compat import Functional as _Functional
-from keras_residual._keras_compat import get_keras_mask as _get_keras_mask
+from keras_residual import _keras_compat as compat
 
 
 _FIX = (
@@ -50,18 +50,11 @@ def _children(layer):
     """The layers a layer holds directly, as `recurrent_layers` walks them."""
     if isinstance(layer, keras.layers.Bidirectional):
         return [layer.forward_layer, layer.backward_layer]
-    try:  # every sublayer the layer tracks (a custom layer's attributes included)
-        return [
-            child for child in layer._flatten_layers(include_self=False, recursive=False)
-            if not isinstance(child, keras.layers.InputLayer)
-        ]
-    except AttributeError:  # pragma: no cover (not a Keras 3 layer)
-        pass
-    if hasattr(layer, "layer") and isinstance(layer.layer, keras.layers.Layer):
-        return [layer.layer]
-    if isinstance(layer, keras.Model) or hasattr(layer, "layers"):
-        return list(getattr(layer, "layers", []) or [])
-    return []
+    # Every sublayer the layer tracks (a custom layer's attributes included).
+    return [
+        child for child in compat.sublayers(layer, recursive=False)
+        if not isinstance(child, keras.layers.InputLayer)
+    ]
 
 
 def recurrent_entries(model):
@@ -101,35 +94,27 @@ def layer_names(entries):
 def _contains(container, target):
     if container is target:
         return True
-    try:
-        sublayers = container._flatten_layers(include_self=False)
-    except AttributeError:  # pragma: no cover (not a Keras 3 layer)
-        sublayers = _children(container)
-    return any(layer is target for layer in sublayers)
+    return any(layer is target for layer in compat.sublayers(container))
+
+
+def _keras_call(model):
+    """Whether the model's `call` is Keras' own (not a subclass's Python code)."""
+    return type(model).call.__module__.split(".")[0] == "keras"
 
 
 def _graph(container):
     """The Functional graph that runs when `container` is called, or None
     (a subclassed model, or a Sequential that was never built)."""
     if isinstance(container, keras.Sequential):
-        if type(container).call is not keras.Sequential.call:
-            return None
-        return getattr(container, "_functional", None)
-    if _Functional is not None and isinstance(container, _Functional):
-        if type(container).call is not _Functional.call:
-            return None
-        return container
+        return compat.sequential_graph(container) if _keras_call(container) else None
+    # A Functional model: a keras.Model that is a keras.Function (a graph).
+    if isinstance(container, keras.Model) and isinstance(container, keras.Function):
+        return container if _keras_call(container) else None
     return None
 
 
 def _describe(layer):
     return f"{layer.name!r} ({type(layer).__name__})"
-
-
-def _own_nodes(graph, op):
-    """The calls of `op` in `graph` (not those in other models that use it)."""
-    ids = {id(node) for nodes in graph._nodes_by_depth.values() for node in nodes}
-    return [node for node in op._inbound_nodes if id(node) in ids]
 
 
 def _chains(container, target, where, owner):
@@ -148,7 +133,7 @@ def _chains(container, target, where, owner):
             "functional API or keras.Sequential."
         )
     found = []
-    for op in graph._operations:
+    for op in graph.operations:
         if op is target:
             found.append([(container, graph, op, None)])
         elif isinstance(op, keras.layers.Bidirectional) and (
@@ -240,7 +225,7 @@ class FeaturePath:
 
     def _stage(self, container, graph, op, direction):
         owner = self.owner
-        nodes = _own_nodes(graph, op)
+        nodes = compat.call_nodes(graph, op)
         if len(nodes) != 1:
             what = "the recurrent layer" if op is self.layer or direction else "the sub-model"
             raise ValueError(
@@ -283,7 +268,7 @@ class FeaturePath:
         return {
             "graph": graph,
             "op": op,
-            "implicit_mask": recurrent and getattr(sequences, "_keras_mask", None) is not None,
+            "implicit_mask": recurrent and compat.get_keras_mask(sequences) is not None,
             "function": keras.Model(graph.input, outputs, name=f"{op.name}_feature_path"),
         }
 
@@ -297,7 +282,7 @@ class FeaturePath:
         sequences = values["sequences"]
         mask = values.get("mask")
         if mask is None and final["implicit_mask"]:
-            mask = _get_keras_mask(sequences)
+            mask = compat.get_keras_mask(sequences)
         initial_state = values.get("initial_state")
         return LayerInputs(
             sequences=np.asarray(keras.ops.convert_to_numpy(sequences)),

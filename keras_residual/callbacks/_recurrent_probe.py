@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_residual import _keras_compat as compat
 from keras_residual import _validation as check
 from keras_residual.callbacks import _feature_path
 from keras_residual.dynamics import lyapunov as lyapunov_lib
@@ -184,11 +185,7 @@ def _shapes(structure):
 
 def _layer_named(model, name):
     """Any layer of the model (nested included) with this name, or None."""
-    try:
-        layers = model._flatten_layers(include_self=False)
-    except AttributeError:  # pragma: no cover
-        layers = getattr(model, "layers", [])
-    for layer in layers:
+    for layer in compat.sublayers(model):
         if layer.name == name:
             return layer
     return None

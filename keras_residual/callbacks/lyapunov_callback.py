@@ -1,12 +1,12 @@
 """LyapunovCallback: the Lyapunov spectrum of a model's RNN during `fit`."""
 
-import inspect
 import os
 import warnings
 
 import keras
 import numpy as np
 
+from keras_residual import _keras_compat as compat
 from keras_residual import _validation as check
 from keras_residual.callbacks import _epochs
 from keras_residual.callbacks import _feature_path
@@ -237,7 +237,8 @@ class LyapunovCallback(RecurrentProbeCallback):
             return None
         if isinstance(board, str) and board == "auto":
             boards = [
-                c for c in _calling_callbacks(self) if isinstance(c, keras.callbacks.TensorBoard)
+                c for c in compat.calling_callbacks(self)
+                if isinstance(c, keras.callbacks.TensorBoard)
             ]
             if not boards:
                 return None
@@ -338,27 +339,6 @@ def _check_tensorboard(value):
         'Argument `tensorboard` must be "auto", None, a keras.callbacks.TensorBoard callback '
         f"or a log directory; received tensorboard={value!r} of type {type(value).__name__}."
     )
-
-
-def _calling_callbacks(callback):
-    """The callbacks of the `fit` that is calling `callback`: those of the
-    `keras.callbacks.CallbackList` found among the callers' frames (Keras 3
-    gives a callback no public handle on its siblings); [] when none is."""
-    frame = inspect.currentframe()
-    try:
-        caller = frame.f_back
-        for _ in range(12):
-            if caller is None:
-                break
-            owner = caller.f_locals.get("self")
-            if isinstance(owner, keras.callbacks.CallbackList) and any(
-                c is callback for c in owner.callbacks
-            ):
-                return list(owner.callbacks)
-            caller = caller.f_back
-        return []
-    finally:
-        del frame, caller
 
 
 class _SummaryWriter:

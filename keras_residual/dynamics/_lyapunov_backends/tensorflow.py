@@ -7,6 +7,8 @@ import contextlib
 import numpy as np
 import tensorflow as tf
 
+from keras_residual._keras_compat import quiet_tracing
+
 
 def tangent_map(f, s, Q):
     def column(v):
@@ -86,8 +88,7 @@ def make_runner(body, variables, rare_qr=False):
     # Each cell and configuration gets its own compiled loop (cached by the
     # caller), so first calls trace by design: no "frequent retracing" warning.
     for function in compiled.values():
-        if hasattr(function, "_omit_frequent_tracing_warning"):
-            function._omit_frequent_tracing_warning = True
+        quiet_tracing(function)
     mode = ["xla" if rare_qr else "graph"]
 
     def run(carry, xs, t0, warmup, steps):

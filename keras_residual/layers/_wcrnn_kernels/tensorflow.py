@@ -31,6 +31,7 @@ op by op.
 import tensorflow as tf
 
 from keras_residual import _activations
+from keras_residual._keras_compat import quiet_tracing
 from keras_residual import residuals as residuals_lib
 from keras_residual.layers import _wcrnn_kernels
 from keras_residual.layers import _wcrnn_step
@@ -188,6 +189,4 @@ def _eager(config, count, has_bias, return_sequences):
 def _quiet(function):
     # Each configuration gets its own function, cached here, so first calls
     # trace by design: no "frequent retracing" warning.
-    if hasattr(function, "_omit_frequent_tracing_warning"):
-        function._omit_frequent_tracing_warning = True
-    return function
+    return quiet_tracing(function)
