@@ -357,6 +357,21 @@ def array(name, value, ndim=None, min_ndim=None, nonempty=True, numeric=True):
     return result
 
 
+def probe_batch(name, value):
+    """A batch of model inputs (the probes of the callbacks and of
+    `kr.dynamics.relu_survival`): one array or tensor, or a list, tuple or
+    dict of them (a model with several inputs), each numeric, of rank >= 1
+    (the batch axis) and not empty; returned as NumPy arrays in the same
+    structure."""
+    if isinstance(value, dict):
+        if not value:
+            raise ValueError(f"Argument `{name}` must not be an empty dict.")
+        return {key: array(f"{name}[{key!r}]", v, min_ndim=1) for key, v in value.items()}
+    if isinstance(value, (list, tuple)) and value and all(hasattr(v, "shape") for v in value):
+        return [array(f"{name}[{i}]", v, min_ndim=1) for i, v in enumerate(value)]
+    return array(name, value, min_ndim=1)
+
+
 def time_steps(name, shape):
     """The static number of time steps of `(batch, timesteps, features)`
     sequences (`None` when unknown); zero steps is refused, with a

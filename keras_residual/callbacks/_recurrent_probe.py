@@ -35,7 +35,7 @@ class RecurrentProbeCallback(keras.callbacks.Callback):
             probe = lyapunov_lib.check_inputs("probe_inputs", probe_inputs)
         else:
             # Any rank and dtype: the model says what it accepts, at on_train_begin.
-            probe = check_probe("probe_inputs", probe_inputs)
+            probe = check.probe_batch("probe_inputs", probe_inputs)
         if layer is not None and not isinstance(layer, (str, keras.layers.Layer)):
             raise TypeError(
                 "Argument `layer` must be None, a layer name or a keras.layers.RNN layer; "
@@ -158,18 +158,6 @@ class RecurrentProbeCallback(keras.callbacks.Callback):
                 "cannot skip steps. Pass probe sequences without padding."
             )
         return layer_inputs
-
-
-def check_probe(name, probe):
-    """Model inputs: one array, or a list, tuple or dict of arrays, each
-    non-empty and numeric (any rank)."""
-    if isinstance(probe, dict):
-        if not probe:
-            raise ValueError(f"Argument `{name}` must not be an empty dict.")
-        return {key: check.array(f"{name}[{key!r}]", value) for key, value in probe.items()}
-    if isinstance(probe, (list, tuple)) and probe and all(hasattr(v, "shape") for v in probe):
-        return [check.array(f"{name}[{i}]", value) for i, value in enumerate(probe)]
-    return check.array(name, probe)
 
 
 def _shapes(structure):

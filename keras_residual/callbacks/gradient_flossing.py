@@ -130,6 +130,20 @@ class GradientFlossing(RecurrentProbeCallback):
                 "received qr_interval='auto'."
             )
         self.warmup, self.qr_interval, self.seed = settings["warmup"], settings["qr_interval"], seed
+        if optimizer is not None and not isinstance(optimizer, keras.optimizers.Optimizer):
+            if not isinstance(optimizer, (str, dict)):
+                raise check.ArgumentTypeError(
+                    "Argument `optimizer` must be None (a copy of the model's), a Keras "
+                    "optimizer, its name or its config; received "
+                    f"optimizer={optimizer!r} of type {type(optimizer).__name__}."
+                )
+            try:
+                keras.optimizers.get(optimizer)
+            except ValueError as error:
+                raise ValueError(
+                    f"Argument `optimizer` names no Keras optimizer: optimizer={optimizer!r} "
+                    f"({error})"
+                ) from error
         self.optimizer = optimizer
         self.trajectory_gradient = check.boolean("trajectory_gradient", trajectory_gradient)
         self.losses = []

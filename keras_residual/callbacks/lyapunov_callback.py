@@ -165,6 +165,16 @@ class LyapunovCallback(RecurrentProbeCallback):
         self.num_exponents = settings["num_exponents"]
         self.warmup = settings["warmup"]
         self.qr_interval = settings["qr_interval"]
+        if initial_state is not None:
+            states = initial_state if isinstance(initial_state, (list, tuple)) else [initial_state]
+            if not states:
+                raise ValueError(
+                    "Argument `initial_state` must be None, an array (batch, state size) or "
+                    "(state size,), or a non-empty list of per-state arrays; received []."
+                )
+            for i, state in enumerate(states):
+                check.array(f"initial_state[{i}]" if len(states) > 1 else "initial_state",
+                            state, ndim=(1, 2))
         self.initial_state = initial_state
         self.seed = seed
         self.dtype = settings["dtype"]

@@ -62,7 +62,8 @@ class ReLUSurvivalCallback(keras.callbacks.Callback):
         self.every_n_epochs = check.positive_int("every_n_epochs", every_n_epochs)
         if probe_inputs is None:
             raise ValueError("Argument `probe_inputs` must be a batch of inputs; received None.")
-        self.probe_inputs = survival_lib.check_probe("probe_inputs", probe_inputs)
+        self.probe_inputs = check.probe_batch("probe_inputs", probe_inputs)
+        survival_lib.check_selection(layers)
         self.layers = layers
         self.rates = {}
         self.epochs = []

@@ -819,6 +819,7 @@ def lyapunov_spectrum(
     True
     """
     start = time.perf_counter()
+    progress = check.boolean("progress", progress)
     run = _prepare_run(
         cell_or_layer, inputs, num_exponents, warmup, qr_interval, initial_state, seed, dtype,
         jacobian, qr_method,
@@ -942,16 +943,16 @@ def _prepare_run(
     with compute_scope(backend, dtype):
         h0 = _initial_states(initial_state, batch, sizes, dtype)
         if not cell.built:
-            _call_checked(cell, x[:, 0].astype("float32"), h0.astype("float32"), structure, sizes)
+            call_checked(cell, x[:, 0].astype("float32"), h0.astype("float32"), structure, sizes)
         work_cell = cell_in_dtype(cell, dtype)
         if work_cell is not cell:
             if not work_cell.built:
-                _call_checked(work_cell, x[:, 0].astype(dtype), h0, structure, sizes)
+                call_checked(work_cell, x[:, 0].astype(dtype), h0, structure, sizes)
             check_clone(cell, work_cell, dtype)
             work_cell.set_weights(
                 [np.asarray(w, dtype=v.dtype) for w, v in zip(cell.get_weights(), work_cell.weights)]
             )
-        _call_checked(work_cell, x[:, 0].astype(dtype), h0, structure, sizes)
+        call_checked(work_cell, x[:, 0].astype(dtype), h0, structure, sizes)
 
     has_tangent = tangents_lib.tangent_map(work_cell) is not None
     if settings["jacobian"] == "analytic" and not has_tangent:
@@ -1019,7 +1020,7 @@ def check_tangent(cell, x, states, sizes, k):
     tangents_lib.check_output(cell, output, states.shape[0], sizes, k)
 
 
-def _call_checked(cell, x, states, structure, sizes):
+def call_checked(cell, x, states, structure, sizes):
     """Call the cell once eagerly (builds it) and turn failures into a clear error."""
     bounds = np.cumsum([0] + sizes)
     parts = [states[:, int(a):int(b)] for a, b in zip(bounds[:-1], bounds[1:])]

@@ -213,9 +213,9 @@ class SurvivalProbe:
 
     def __init__(self, model, layers=None, inputs=None):
         self.model = model
-        self.selection = _normalize_selection(layers)
+        self.selection = check_selection(layers)
         if inputs is not None:
-            check_probe("inputs", inputs)
+            inputs = check.probe_batch("inputs", inputs)
             if isinstance(model, keras.Model) and not model.built:
                 model(inputs)
         if _is_graph_model(model):
@@ -323,7 +323,7 @@ class SurvivalProbe:
         is called eagerly, which is faster for a single pass. A ReLU whose
         pre-activation holds NaN gets NaN figures, with a `RuntimeWarning`.
         """
-        check_probe("inputs", inputs)
+        inputs = check.probe_batch("inputs", inputs)
         if self.keras_probe is not None:
             if compiled:
                 outputs = self.keras_probe.predict_on_batch(inputs)
@@ -353,23 +353,9 @@ class SurvivalProbe:
         return result
 
 
-def check_probe(name, inputs):
-    """A probe batch (an array, tensor, or a list/dict of them for a model with
-    several inputs) with at least one sample in each."""
-    leaves = keras.tree.flatten(inputs)
-    if not leaves:
-        raise ValueError(f"Argument `{name}` must be a batch of inputs; received {inputs!r}.")
-    for leaf in leaves:
-        shape = tuple(getattr(leaf, "shape", np.shape(leaf)))
-        if not shape or shape[0] == 0:
-            raise ValueError(
-                f"Argument `{name}` must hold at least one sample (a batch axis of length "
-                f">= 1); received an input of shape {shape}."
-            )
-    return inputs
-
-
-def _normalize_selection(layers):
+def check_selection(layers):
+    """The `layers=` argument of the survival measures and callback: None
+    (every ReLU), a layer name or layer, or a non-empty list of them."""
     if layers is None:
         return None
     if isinstance(layers, (str, keras.layers.Layer)):
@@ -381,6 +367,11 @@ def _normalize_selection(layers):
             "Argument `layers` must be None, a layer name, a layer, or a list of "
             f"them; received layers={layers!r}."
         ) from None
+    if not items:
+        raise ValueError(
+            "Argument `layers` must be None (every ReLU), a layer name, a layer, or a "
+            f"non-empty list of them; received layers={layers!r}."
+        )
     names, objects = set(), []
     for item in items:
         if isinstance(item, str):

@@ -143,13 +143,22 @@ class LyapunovExponents(keras.layers.Layer):
         if not work.built:
             work.build(step_shape)
         lyapunov_lib.check_clone(self.cell, work, self._loop_dtype)
-        if tangents_lib.tangent_map(work) is not None:
-            features = input_shape[-1]
-            with autocast_off():
-                lyapunov_lib.check_tangent(
-                    work, np.zeros((1, features), self._loop_dtype),
-                    np.zeros((1, self.state_size), self._loop_dtype), self._sizes, self.k,
-                )
+        # One step on zeros, eagerly: inputs the cell cannot take, and a
+        # tangent map that returns the wrong shapes, are errors now.
+        features = input_shape[-1]
+        if features is None:
+            raise ValueError(
+                "LyapunovExponents needs the number of input features; received "
+                f"input_shape={tuple(input_shape)}."
+            )
+        x = np.zeros((1, features), self._loop_dtype)
+        h = np.zeros((1, self.state_size), self._loop_dtype)
+        with autocast_off():
+            lyapunov_lib.call_checked(work, x, h, self._structure, self._sizes)
+            if tangents_lib.tangent_map(work) is not None:
+                lyapunov_lib.check_tangent(work, x, h, self._sizes, self.k)
+        # Later calls with another number of features are refused by Keras.
+        self.input_spec = keras.layers.InputSpec(ndim=3, axes={-1: features})
 
     def _step_function(self):
         if self._step is None:

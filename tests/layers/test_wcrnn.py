@@ -201,7 +201,6 @@ def test_layer_checks_with_state_output():
         lambda: kr.layers.WCRNN(UNITS, residual=residuals.Heterogeneous(seed=0), return_state=True),
         X,
         [(3, UNITS), (3, UNITS)],
-        mixed_precision=False,
     )
 
 
