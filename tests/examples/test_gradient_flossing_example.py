@@ -25,6 +25,7 @@ def test_gradient_flossing_example_smoke(tmp_path, one_torch_thread):
     assert os.path.getsize(tmp_path / "gradient_flossing.png") > 1000
     with open(tmp_path / "summary.json") as f:
         assert json.load(f)["runs"] == runs
+    assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == len(runs)
 
 
 def test_delayed_copy_target_is_the_bit_delay_steps_back():
