@@ -41,6 +41,18 @@ def _shapes(outputs):
     return [tuple(o.shape) for o in keras.tree.flatten(outputs)]
 
 
+def load_example(name):
+    """The module of `examples/<name>.py` (the examples are scripts, not a
+    package), for the examples' smoke tests."""
+    import importlib.util
+
+    path = os.path.join(REPO_ROOT, "examples", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def check_layer(
     layer_factory,
     inputs,
@@ -335,13 +347,13 @@ def gradients(layer, inputs, training=False):
 
 @contextlib.contextmanager
 def float64():
-    """A scope where float64 tensors stay float64 (JAX needs x64 enabled)."""
-    if keras.backend.backend() == "jax":
-        import jax
+    """A scope where float64 tensors and Keras ops stay float64 on every
+    backend: the engine's float64 compute scope (JAX's x64 mode, and Keras'
+    float64 promotion on jax and torch, keras-team/keras#23704)."""
+    from keras_residual.dynamics.lyapunov import loop
+    from keras_residual.dynamics.lyapunov._backends import get_backend
 
-        with jax.enable_x64(True):
-            yield
-    else:
+    with loop.compute_scope(get_backend(), "float64"):
         yield
 
 

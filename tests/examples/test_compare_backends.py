@@ -6,7 +6,7 @@ import os
 import keras
 import pytest
 
-from tests.examples.test_quickstart import load_example
+from tests.helpers import load_example
 
 
 def test_compare_backends_arguments():

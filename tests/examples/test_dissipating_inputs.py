@@ -3,7 +3,7 @@ import os
 
 import numpy as np
 
-from tests.examples.test_quickstart import load_example
+from tests.helpers import load_example
 
 
 def test_dissipating_inputs_smoke(tmp_path):

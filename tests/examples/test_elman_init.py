@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from tests.examples.test_quickstart import load_example
+from tests.helpers import load_example
 
 
 def test_elman_init_help(capsys):

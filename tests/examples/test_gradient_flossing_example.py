@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from tests.examples.test_quickstart import load_example
+from tests.helpers import load_example
 
 
 def test_gradient_flossing_example_smoke(tmp_path, one_torch_thread):

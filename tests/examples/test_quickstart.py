@@ -1,16 +1,7 @@
-import importlib.util
 import json
 import os
 
-from tests.helpers import REPO_ROOT
-
-
-def load_example(name):
-    path = os.path.join(REPO_ROOT, "examples", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.helpers import load_example
 
 
 def test_quickstart_smoke(tmp_path):

@@ -1,7 +1,7 @@
 import json
 import os
 
-from tests.examples.test_quickstart import load_example
+from tests.helpers import load_example
 
 
 def test_weak_coupling_smoke(tmp_path):
