@@ -115,9 +115,9 @@ def test_calling_callbacks_finds_the_siblings_of_a_callback_in_fit():
 
 
 def test_float64_ops_keep_float64():
-    from keras_residual.dynamics import _lyapunov_backends
+    from keras_residual.dynamics.lyapunov._backends import get_backend
 
-    with _lyapunov_backends.get_backend().compute_scope("float64"), compat.float64_ops():
+    with get_backend().compute_scope("float64"), compat.float64_ops():
         a = keras.ops.convert_to_tensor(np.full((2, 2), 1.0 / 3.0), "float64")
         for value in (keras.ops.matmul(a, a), keras.ops.tanh(a), a * a):
             assert keras.backend.standardize_dtype(value.dtype) == "float64"

@@ -4,6 +4,7 @@ import pytest
 
 import keras_residual as kr
 from keras_residual import residuals
+from tests.helpers import float64
 
 
 def built(residual, units=6):
@@ -69,15 +70,12 @@ def test_jacobian_and_its_products_match_finite_differences_of_apply(name):
     Lyapunov code and the kernels' backward passes use is the derivative of
     the map the step applies (not of `matrix()`, from which `jacobian` is
     built)."""
-    from keras_residual.dynamics import _lyapunov_backends
-    from keras_residual.dynamics import lyapunov as lyapunov_lib
-
     rho = built(ALL[name]())
     rng = np.random.default_rng(2)
     h = rng.normal(size=(3, 6))
     Q = rng.normal(size=(3, 6, 4))
     g = rng.normal(size=(3, 6))
-    with lyapunov_lib.compute_scope(_lyapunov_backends.get_backend(), "float64"):
+    with float64():
         form = rho.form("float64")
         numeric = _finite_difference_jacobian(form, h)
         tensor = keras.ops.convert_to_tensor

@@ -5,7 +5,7 @@ import keras
 from keras_residual import _keras_compat as compat
 from keras_residual import _validation as check
 from keras_residual.callbacks import _feature_path
-from keras_residual.dynamics import lyapunov as lyapunov_lib
+from keras_residual.dynamics.lyapunov.spectrum import check_inputs
 
 
 class RecurrentProbeCallback(keras.callbacks.Callback):
@@ -32,7 +32,7 @@ class RecurrentProbeCallback(keras.callbacks.Callback):
         super().__init__()
         self.probe_is_layer_input = check.boolean("probe_is_layer_input", probe_is_layer_input)
         if self.probe_is_layer_input:
-            probe = lyapunov_lib.check_inputs("probe_inputs", probe_inputs)
+            probe = check_inputs("probe_inputs", probe_inputs)
         else:
             # Any rank and dtype: the model says what it accepts, at on_train_begin.
             probe = check.probe_batch("probe_inputs", probe_inputs)
@@ -143,7 +143,7 @@ class RecurrentProbeCallback(keras.callbacks.Callback):
                 f"{type(error).__name__}: {error}"
             ) from error
         try:
-            lyapunov_lib.check_inputs("probe_inputs", layer_inputs.sequences)
+            check_inputs("probe_inputs", layer_inputs.sequences)
         except ValueError as error:
             raise ValueError(
                 f"{self._name}: the model gives layer {rnn.name!r} inputs of shape "

@@ -8,9 +8,9 @@ import numpy as np
 
 from keras_residual import _validation as check
 from keras_residual.callbacks._recurrent_probe import RecurrentProbeCallback
-from keras_residual.dynamics import lyapunov as lyapunov_lib
-from keras_residual.layers.lyapunov_exponents import TRAJECTORY_GRADIENT
-from keras_residual.layers.lyapunov_exponents import LyapunovExponents
+from keras_residual.dynamics.lyapunov.layer import TRAJECTORY_GRADIENT
+from keras_residual.dynamics.lyapunov.layer import LyapunovExponents
+from keras_residual.dynamics.lyapunov.spectrum import check_settings
 
 
 class GradientFlossing(RecurrentProbeCallback):
@@ -121,7 +121,7 @@ class GradientFlossing(RecurrentProbeCallback):
         self.every_n_steps = check.positive_int("every_n_steps", every_n_steps)
         self.until_epoch = check.integer("until_epoch", until_epoch, minimum=0, allow_none=True)
         self.steps = check.positive_int("steps", steps)
-        settings = lyapunov_lib.check_settings(
+        settings = check_settings(
             self.num_exponents, warmup, qr_interval, seed, steps=self.probe_steps
         )
         if settings["qr_interval"] == "auto":
@@ -179,7 +179,7 @@ class GradientFlossing(RecurrentProbeCallback):
         # Mismatches between the arguments and what the probe gives the
         # layer are errors now, before the first training step.
         try:
-            lyapunov_lib.check_settings(
+            check_settings(
                 self.num_exponents, self.warmup, self.qr_interval, self.seed,
                 steps=sequences.shape[1],
             )

@@ -11,7 +11,9 @@ from keras_residual import _validation as check
 from keras_residual.callbacks import _epochs
 from keras_residual.callbacks import _feature_path
 from keras_residual.callbacks._recurrent_probe import RecurrentProbeCallback
-from keras_residual.dynamics import lyapunov as lyapunov_lib
+from keras_residual.dynamics.lyapunov.result import LyapunovSpectrum
+from keras_residual.dynamics.lyapunov.spectrum import check_settings
+from keras_residual.dynamics.lyapunov.spectrum import lyapunov_spectrum
 
 
 def recurrent_layers(model):
@@ -152,7 +154,7 @@ class LyapunovCallback(RecurrentProbeCallback):
         tensorboard="auto",
     ):
         super().__init__(probe_inputs, layer, probe_is_layer_input)
-        settings = lyapunov_lib.check_settings(
+        settings = check_settings(
             num_exponents, warmup, qr_interval, seed, dtype, steps=self.probe_steps
         )
         self.every_n_epochs = check.positive_int("every_n_epochs", every_n_epochs)
@@ -206,7 +208,7 @@ class LyapunovCallback(RecurrentProbeCallback):
                 "`initial_state`, or pass the layer's own inputs with "
                 "probe_is_layer_input=True to choose the initial state yourself."
             )
-        lyapunov_lib.check_settings(
+        check_settings(
             self.num_exponents, self.warmup, self.qr_interval, self.seed, self.dtype,
             steps=layer_inputs.sequences.shape[1],
         )
@@ -216,7 +218,7 @@ class LyapunovCallback(RecurrentProbeCallback):
         layer_inputs = self._layer_inputs()
         self.layer_inputs = layer_inputs
         initial_state = layer_inputs.initial_state
-        return lyapunov_lib.lyapunov_spectrum(
+        return lyapunov_spectrum(
             self._rnn,
             layer_inputs.sequences,
             num_exponents=self.num_exponents,
@@ -418,7 +420,7 @@ def _histogram_buckets(values, count):
 def _nan_spectrum(template, k):
     nan = np.full((k,), np.nan)
     batch = template.per_sequence.shape[0] if template is not None else 1
-    return lyapunov_lib.LyapunovSpectrum(
+    return LyapunovSpectrum(
         exponents=nan,
         per_sequence=np.full((batch, k), np.nan),
         num_exponents=k,

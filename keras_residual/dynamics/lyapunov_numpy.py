@@ -1,10 +1,13 @@
-"""A plain float64 NumPy implementation of the Lyapunov algorithm.
+"""A plain float64 NumPy implementation of the Lyapunov algorithm: the oracle.
 
 The reference `lyapunov_spectrum` is validated against (tests) and timed
-against (benchmarks/lyapunov_speed.py): the same algorithm, the same initial
-frame, batched over trajectories with stacked `numpy.linalg.qr`, and the
-step Jacobians written out by hand for `WCRNNCell`, `SimpleRNNCell`,
-`GRUCell` and `LSTMCell` (or given by the caller as a function).
+against (benchmarks/lyapunov_speed.py): the same algorithm and the same
+definition of the initial frame, batched over trajectories with stacked
+`numpy.linalg.qr`, and the step Jacobians written out by hand for
+`WCRNNCell`, `SimpleRNNCell`, `GRUCell` and `LSTMCell` (or given by the
+caller as a function). It shares no code with the engine
+(`keras_residual.dynamics.lyapunov`) but the result type, so that an error
+in one is not repeated in the other.
 """
 
 import time
@@ -14,8 +17,7 @@ import numpy as np
 
 from keras_residual import _activations
 from keras_residual import _validation as check
-from keras_residual.dynamics import _lyapunov_backends
-from keras_residual.dynamics import lyapunov as lyapunov_lib
+from keras_residual.dynamics.lyapunov.result import LyapunovSpectrum
 
 _FUNCTIONS = {
     "tanh": (np.tanh, lambda a, y: 1.0 - y * y),
@@ -194,7 +196,7 @@ def numpy_step(cell_or_layer):
     `keras.layers.GRUCell` (either `reset_after`) and `keras.layers.LSTMCell`
     (state `[h, c]`), with the activations tanh, sigmoid, relu and linear; or
     their `RNN` layers. The Jacobians are written out here from the cells'
-    equations, independently of `kr.dynamics.tangents`.
+    equations, independently of the engine's tangent maps.
 
     Args:
         cell_or_layer: the cell or its RNN layer, built.
@@ -205,7 +207,7 @@ def numpy_step(cell_or_layer):
     """
     from keras_residual.layers.wcrnn_cell import WCRNNCell
 
-    cell, _ = lyapunov_lib.resolve_cell(cell_or_layer)
+    cell, _ = _cell_of(cell_or_layer)
     if not cell.built:
         raise ValueError(f"Cell {cell.name!r} must be built (call it or its layer once) first.")
     if isinstance(cell, WCRNNCell):
@@ -220,6 +222,27 @@ def numpy_step(cell_or_layer):
         f"The NumPy reference supports WCRNNCell, SimpleRNNCell, GRUCell and LSTMCell; received "
         f"{type(cell).__name__}. Pass a function step(h, x) -> (h_new, J) instead."
     )
+
+
+def _cell_of(cell_or_layer):
+    """(cell, go_backwards) of an RNN layer or a cell."""
+    if isinstance(cell_or_layer, keras.layers.RNN):
+        return cell_or_layer.cell, bool(cell_or_layer.go_backwards)
+    if isinstance(cell_or_layer, keras.layers.Layer) and hasattr(cell_or_layer, "state_size"):
+        return cell_or_layer, False
+    raise TypeError(
+        "Argument `cell_or_step` must be an RNN cell, its keras.layers.RNN layer or a step "
+        f"function; received {cell_or_layer!r} of type {type(cell_or_layer).__name__}."
+    )
+
+
+def _frame(state_size, k, seed):
+    """Q_0: the first k columns of the seeded random orthogonal S x S matrix
+    (the QR of a standard normal matrix from `default_rng(seed)`, columns
+    signed so that diag(R) > 0): the engine's definition, written again."""
+    z = np.random.default_rng(seed).standard_normal((state_size, state_size))
+    q, r = np.linalg.qr(z)
+    return (q * np.sign(np.diag(r))[None, :])[:, :k]
 
 
 def lyapunov_spectrum_numpy(
@@ -239,9 +262,9 @@ def lyapunov_spectrum_numpy(
     `numpy.linalg.qr` over the batch); slow, for validation and timing.
 
     Args:
-        cell_or_step: a built `WCRNNCell`, `SimpleRNNCell` or `LSTMCell`
-            (or its layer), or a function `step(h, x) -> (h_new, J)` on
-            float64 batches.
+        cell_or_step: a built `WCRNNCell`, `SimpleRNNCell`, `GRUCell` or
+            `LSTMCell` (or its layer), or a function `step(h, x) -> (h_new, J)`
+            on float64 batches.
         inputs: `(batch, timesteps, features)` array.
         num_exponents, warmup, qr_interval, seed: as in `lyapunov_spectrum`.
         initial_state: `None` (zeros) or a `(batch, S)` / `(S,)` array.
@@ -262,7 +285,7 @@ def lyapunov_spectrum_numpy(
     True
     """
     start = time.perf_counter()
-    x = lyapunov_lib.check_inputs("inputs", inputs).astype("float64")
+    x = check.array("inputs", inputs, ndim=3).astype("float64")
     batch, steps = x.shape[:2]
     go_backwards = False
     if callable(cell_or_step) and not isinstance(cell_or_step, keras.layers.Layer):
@@ -270,9 +293,8 @@ def lyapunov_spectrum_numpy(
         state_size = check.positive_int("state_size", state_size, allow_none=True)
     else:
         step = numpy_step(cell_or_step)
-        cell, go_backwards = lyapunov_lib.resolve_cell(cell_or_step)
-        _, sizes = lyapunov_lib.state_sizes(cell)
-        state_size = sum(sizes)
+        cell, go_backwards = _cell_of(cell_or_step)
+        state_size = sum(int(s) for s in keras.tree.flatten(cell.state_size))
     if initial_state is None:
         if state_size is None:
             raise ValueError("With a step function, pass `state_size` or `initial_state`.")
@@ -286,19 +308,15 @@ def lyapunov_spectrum_numpy(
             )
         h = np.array(np.broadcast_to(state, (batch, state.shape[-1])))
         state_size = h.shape[-1]
-    settings = lyapunov_lib.check_settings(
-        num_exponents, warmup, qr_interval, seed, steps=steps, state_size=state_size
-    )
-    k = settings["num_exponents"] or state_size
-    warmup, qr_interval, seed = settings["warmup"], settings["qr_interval"], settings["seed"]
-    if qr_interval == "auto":
-        raise ValueError(
-            "Argument `qr_interval` of the NumPy reference must be an integer >= 1 "
-            "(it has no 'auto' schedule); received qr_interval='auto'."
-        )
+    k = check.integer("num_exponents", num_exponents, minimum=1, maximum=state_size,
+                      allow_none=True) or state_size
+    warmup = check.integer("warmup", warmup, minimum=0, maximum=steps - 1)
+    qr_interval = check.integer("qr_interval", qr_interval, minimum=1,
+                                allowed="an integer >= 1 (the reference has no 'auto' schedule)")
+    seed = 0 if seed is None else check.seed("seed", seed)
     if go_backwards:
         x = x[:, ::-1]
-    Q = np.array(np.broadcast_to(lyapunov_lib._initial_frame(state_size, k, seed, "float64"), (batch, state_size, k)))
+    Q = np.array(np.broadcast_to(_frame(state_size, k, seed), (batch, state_size, k)))
     acc = np.zeros((batch, k))
     num_qr = 0
     for t in range(1, steps + 1):
@@ -318,7 +336,7 @@ def lyapunov_spectrum_numpy(
     with np.errstate(invalid="ignore"):
         per_sequence = -np.sort(-(acc / (steps - warmup)), axis=-1)
         exponents = np.mean(per_sequence, axis=0)
-    return lyapunov_lib.LyapunovSpectrum(
+    return LyapunovSpectrum(
         exponents=exponents,
         per_sequence=per_sequence,
         num_exponents=k,

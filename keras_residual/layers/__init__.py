@@ -1,6 +1,6 @@
 """Layers: weakly coupled residual RNNs (and the PNNH blocks)."""
 
-from keras_residual.layers.lyapunov_exponents import LyapunovExponents
+from keras_residual.dynamics.lyapunov.layer import LyapunovExponents
 from keras_residual.layers.plain_conv_block import PlainConvBlock
 from keras_residual.layers.pnnh_coder import PNNHCoder
 from keras_residual.layers.pnnh_conv_block import PNNHConvBlock

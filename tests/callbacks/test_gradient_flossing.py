@@ -225,7 +225,7 @@ def test_errors_from_the_models_graph_name_gradient_flossing():
 def test_the_layer_and_the_callback_share_one_trajectory_gradient_default():
     import inspect
 
-    from keras_residual.layers import lyapunov_exponents
+    from keras_residual.dynamics.lyapunov import layer as lyapunov_exponents
 
     layer = inspect.signature(kr.layers.LyapunovExponents).parameters["trajectory_gradient"]
     callback = inspect.signature(kr.callbacks.GradientFlossing).parameters["trajectory_gradient"]

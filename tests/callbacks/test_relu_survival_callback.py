@@ -77,7 +77,7 @@ def test_a_wrong_probe_fails_before_the_first_epoch():
     with pytest.raises(ValueError, match=r"ReLUSurvivalCallback.*`probe_inputs`.*\(4, 5, 5, 3\)"):
         model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[callback, marker])
     assert seen == [], "the probe was checked only after training began"
-    with pytest.raises(ValueError, match="`probe_inputs` must hold at least one sample"):
+    with pytest.raises(ValueError, match="`probe_inputs` must not be empty"):
         kr.callbacks.ReLUSurvivalCallback(np.zeros((0, 6, 6, 4), "float32"))
 
 

@@ -12,6 +12,7 @@ import pytest
 import keras_residual as kr
 from keras_residual import residuals
 from tests.helpers import assert_backends_agree
+from tests.helpers import float64
 from tests.helpers import spans_backends
 
 RNG = np.random.default_rng(7)
@@ -66,14 +67,14 @@ def test_strongly_coupled_wcrnn_matches_numpy_reference():
     assert np.max(np.abs(reference.exponents - np.log(0.9))) > 0.05
     assert reference.exponents[0] > 0  # chaotic: lambda_1 ~ 0.04, up to 0.05 per sequence
     for kwargs in ({"dtype": "float64"}, {"dtype": "float64", "jacobian": "autodiff"}):
-        spectrum = kr.dynamics.lyapunov_spectrum(layer, X, warmup=10, **kwargs)
+        spectrum = kr.dynamics.lyapunov_spectrum(layer, X, warmup=10, qr_interval=1, **kwargs)
         assert spectrum.dtype == "float64"
         # float64 on both sides: roundings of ~1e-16 grown by e^(lambda_1 T) ~ e^6
         # along the chaotic trajectory, over 120 steps: ~1e-11 (measured <= 4e-13).
         np.testing.assert_allclose(spectrum.per_sequence, reference.per_sequence, rtol=0,
                                    atol=1e-10, err_msg=str(kwargs))
     for kwargs in ({}, {"jacobian": "autodiff"}, {"qr_method": "cholesky"}):
-        spectrum = kr.dynamics.lyapunov_spectrum(layer, X, warmup=10, **kwargs)
+        spectrum = kr.dynamics.lyapunov_spectrum(layer, X, warmup=10, qr_interval=1, **kwargs)
         # float32 steps on a chaotic net: each step's rounding (eps32 = 6e-8)
         # grows by up to e^(0.05 * 120) = 400 along the trajectory, over 120
         # steps: 6e-8 * 400 * 120 = 3e-3 at worst (measured 6e-6 to 8e-4 on
@@ -89,7 +90,7 @@ def test_simple_rnn_cell_matches_numpy_reference(jacobian):
         kernel_initializer=keras.initializers.GlorotUniform(seed=2),
     )
     keras.layers.RNN(cell)(X)
-    spectrum = kr.dynamics.lyapunov_spectrum(cell, X, warmup=10, jacobian=jacobian)
+    spectrum = kr.dynamics.lyapunov_spectrum(cell, X, warmup=10, jacobian=jacobian, qr_interval=1)
     reference = kr.dynamics.lyapunov_spectrum_numpy(cell, X, warmup=10)
     # Keras' SimpleRNNCell has a registered tangent map: "auto" takes it.
     assert spectrum.jacobian == ("analytic" if jacobian == "auto" else "autodiff")
@@ -99,7 +100,8 @@ def test_simple_rnn_cell_matches_numpy_reference(jacobian):
     # divided by them, with conditioning |J| |J^-1| <= ~10: ~1e-6; 1e-4
     # leaves room for the inputs' projection (measured <= 1.2e-5).
     np.testing.assert_allclose(spectrum.per_sequence, reference.per_sequence, rtol=0, atol=1e-4)
-    exact = kr.dynamics.lyapunov_spectrum(cell, X, warmup=10, jacobian=jacobian, dtype="float64")
+    exact = kr.dynamics.lyapunov_spectrum(cell, X, warmup=10, jacobian=jacobian, dtype="float64",
+                                          qr_interval=1)
     # float64 against float64: the same sums in another order (measured <= 2e-14).
     np.testing.assert_allclose(exact.per_sequence, reference.per_sequence, rtol=0, atol=1e-10)
 
@@ -150,7 +152,7 @@ def test_lstm_gives_2n_finite_sorted_exponents_matching_numpy():
         recurrent_initializer=keras.initializers.Orthogonal(seed=2),
     )
     layer(X)
-    spectrum = kr.dynamics.lyapunov_spectrum(layer, X)
+    spectrum = kr.dynamics.lyapunov_spectrum(layer, X, qr_interval=1)
     assert spectrum.exponents.shape == (8,) and spectrum.state_size == 8
     assert np.all(np.isfinite(spectrum.per_sequence))
     assert np.all(np.diff(spectrum.exponents) <= 0)
@@ -161,7 +163,7 @@ def test_lstm_gives_2n_finite_sorted_exponents_matching_numpy():
     # eps32 * |J| / R_kk ~ 6e-8 * e^1 per step, ~1e-5 over the run; 1e-4
     # leaves a factor 4 over the largest measured (2.6e-5).
     np.testing.assert_allclose(spectrum.per_sequence, reference.per_sequence, rtol=0, atol=1e-4)
-    exact = kr.dynamics.lyapunov_spectrum(layer, X, dtype="float64")
+    exact = kr.dynamics.lyapunov_spectrum(layer, X, dtype="float64", qr_interval=1)
     # float64 against float64 (measured <= 3e-13).
     np.testing.assert_allclose(exact.per_sequence, reference.per_sequence, rtol=0, atol=1e-10)
     # The initial [h, c] as a list equals the concatenated array.
@@ -180,9 +182,6 @@ def test_float64_mode_makes_every_cell_of_a_stack_float64(jacobian):
     (the copy used to keep the sub-cells in float32: torch failed, "expected
     scalar type Double but found Float", and autodiff gave a "float64"
     result 1e-5 to 3e-4 off)."""
-    from keras_residual.dynamics import _lyapunov_backends
-    from keras_residual.dynamics import lyapunov as lyapunov_lib
-
     def stack(dtype):
         return keras.layers.RNN(
             [keras.layers.SimpleRNNCell(4, dtype=dtype), keras.layers.LSTMCell(3, dtype=dtype)],
@@ -192,7 +191,7 @@ def test_float64_mode_makes_every_cell_of_a_stack_float64(jacobian):
     mixed = stack(None)
     mixed(X[:, :2])
     spectrum = kr.dynamics.lyapunov_spectrum(mixed, X[:, :60], dtype="float64", jacobian=jacobian)
-    with lyapunov_lib.compute_scope(_lyapunov_backends.get_backend(), "float64"):
+    with float64():
         exact = stack("float64")
         exact.build((None, None, X.shape[-1]))
         exact.set_weights([w.astype("float64") for w in mixed.get_weights()])
@@ -205,8 +204,8 @@ def test_float64_mode_makes_every_cell_of_a_stack_float64(jacobian):
 
 def test_top_k_equals_first_k_of_full_spectrum():
     layer = strong_wcrnn()
-    full = kr.dynamics.lyapunov_spectrum(layer, X)
-    top = kr.dynamics.lyapunov_spectrum(layer, X, num_exponents=3)
+    full = kr.dynamics.lyapunov_spectrum(layer, X, qr_interval=1)
+    top = kr.dynamics.lyapunov_spectrum(layer, X, num_exponents=3, qr_interval=1)
     assert top.exponents.shape == (3,)
     # A QR's first k columns depend on Z's first k columns alone: the same
     # float32 arithmetic, but batched LAPACK blocks k and S columns
@@ -220,7 +219,7 @@ def test_qr_interval_agrees_on_a_contracting_system():
         recurrent_initializer=keras.initializers.Orthogonal(seed=6),
     )
     layer(X)
-    every = kr.dynamics.lyapunov_spectrum(layer, X, warmup=7)
+    every = kr.dynamics.lyapunov_spectrum(layer, X, warmup=7, qr_interval=1)
     assert every.num_qr == X.shape[1]
     assert np.all(every.exponents < 0)
     for interval in (5, "auto"):
@@ -249,7 +248,7 @@ def test_auto_interval_keeps_the_tail_after_a_uniform_first_step():
         recurrent_initializer=keras.initializers.Orthogonal(gain=1.5, seed=2),
     )
     layer(x[:, :2])
-    every = kr.dynamics.lyapunov_spectrum(layer, x)
+    every = kr.dynamics.lyapunov_spectrum(layer, x, qr_interval=1)
     auto = kr.dynamics.lyapunov_spectrum(layer, x, qr_interval="auto")
     assert auto.num_qr < every.num_qr
     np.testing.assert_allclose(auto.exponents, every.exponents, atol=2e-4)

@@ -97,7 +97,7 @@ def test_a_model_without_relu_and_an_empty_probe_are_clear_errors():
         kr.dynamics.relu_survival(model, x)
     with pytest.raises(ValueError, match="no ReLU"):
         kr.dynamics.survival_bounds(keras.layers.Dense(3), x)
-    with pytest.raises(ValueError, match=r"`inputs` must hold at least one sample.*\(0, 5\)"):
+    with pytest.raises(ValueError, match=r"`inputs` must not be empty.*\(0, 5\)"):
         kr.dynamics.relu_survival(_dense_model(), np.zeros((0, 5), "float32"))
 
 

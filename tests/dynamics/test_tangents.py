@@ -6,9 +6,9 @@ import pytest
 
 import keras_residual as kr
 from keras_residual import residuals
-from keras_residual.dynamics import _lyapunov_backends
-from keras_residual.dynamics import lyapunov as lyapunov_lib
-from keras_residual.dynamics import tangents
+from keras_residual.dynamics.lyapunov import tangents
+from keras_residual.dynamics.lyapunov._backends import get_backend
+from tests.helpers import float64
 
 FEATURES, UNITS, K, BATCH = 3, 4, 5, 3
 
@@ -61,13 +61,13 @@ def _sizes(cell):
 def _tangent_and_autodiff(cell, seed=0):
     """(analytic new states, analytic Z, autodiff new state, autodiff Z), float64."""
     rng = np.random.default_rng(seed)
-    backend = _lyapunov_backends.get_backend()
+    backend = get_backend()
     sizes = _sizes(cell)
     total = sum(sizes)
     x = rng.normal(size=(BATCH, FEATURES))
     s = 0.5 * rng.normal(size=(BATCH, total))
     Q = rng.normal(size=(BATCH, total, K))
-    with lyapunov_lib.compute_scope(backend, "float64"):
+    with float64():
         keras.layers.RNN(cell)(x[:, None, :])  # builds the cell in float64
         bounds = np.cumsum([0] + sizes)
 
@@ -128,7 +128,7 @@ def test_layers_take_the_analytic_path_and_agree_with_autodiff(name):
     cell = CELLS[name]()
     layer = keras.layers.RNN(cell, dtype="float64")
     x = np.random.default_rng(1).normal(size=(2, 60, FEATURES))
-    with lyapunov_lib.compute_scope(_lyapunov_backends.get_backend(), "float64"):
+    with float64():
         layer(x)
     analytic = kr.dynamics.lyapunov_spectrum(layer, x, warmup=5, dtype="float64")
     autodiff = kr.dynamics.lyapunov_spectrum(layer, x, warmup=5, dtype="float64", jacobian="autodiff")

@@ -8,9 +8,8 @@ import pytest
 
 import keras_residual as kr
 from keras_residual import residuals
-from keras_residual.dynamics import _lyapunov_backends
-from keras_residual.dynamics import lyapunov as lyapunov_lib
 from tests.helpers import check_layer
+from tests.helpers import float64
 from tests.helpers import gradients
 
 RNG = np.random.default_rng(7)
@@ -66,9 +65,8 @@ def test_shares_the_wrapped_layers_weights_and_flosses_it_in_fit():
 
 @pytest.mark.parametrize("kind", ["simple", "lstm", "wcrnn"])
 def test_gradients_match_central_finite_differences_in_float64(kind):
-    backend = _lyapunov_backends.get_backend()
     x = X[:2, :15].astype("float64")
-    with lyapunov_lib.compute_scope(backend, "float64"):
+    with float64():
         rnn = _recurrent(kind, dtype="float64")
         rnn(x)
         # The exact gradient of the exponents: through the trajectory too.

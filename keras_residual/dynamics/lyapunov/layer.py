@@ -8,9 +8,12 @@ from keras import ops
 
 from keras_residual import _validation as check
 from keras_residual._keras_compat import autocast_off
-from keras_residual.dynamics import _lyapunov_backends
-from keras_residual.dynamics import lyapunov as lyapunov_lib
-from keras_residual.dynamics import tangents as tangents_lib
+from keras_residual.dynamics.lyapunov import cells
+from keras_residual.dynamics.lyapunov import loop
+from keras_residual.dynamics.lyapunov import tangents as tangents_lib
+from keras_residual.dynamics.lyapunov._backends import get_backend
+from keras_residual.dynamics.lyapunov.carry import initial_carry
+from keras_residual.dynamics.lyapunov.spectrum import check_settings
 
 
 # The default of `trajectory_gradient` here and in `GradientFlossing`: chosen
@@ -91,9 +94,9 @@ class LyapunovExponents(keras.layers.Layer):
         self.autocast = False
         if isinstance(layer, dict):
             layer = keras.saving.deserialize_keras_object(layer)
-        self.cell, self.go_backwards = lyapunov_lib.resolve_cell(layer)
+        self.cell, self.go_backwards = cells.resolve_cell(layer)
         self.layer = layer
-        settings = lyapunov_lib.check_settings(num_exponents, warmup, qr_interval, seed)
+        settings = check_settings(num_exponents, warmup, qr_interval, seed)
         if settings["qr_interval"] == "auto":
             raise ValueError(
                 "Argument `qr_interval` of LyapunovExponents must be an integer >= 1 (a "
@@ -105,9 +108,8 @@ class LyapunovExponents(keras.layers.Layer):
         self.seed = seed
         self.trajectory_gradient = check.boolean("trajectory_gradient", trajectory_gradient)
         self._seed = settings["seed"]
-        structure, sizes = lyapunov_lib.state_sizes(self.cell)
-        self._structure, self._sizes = structure, sizes
-        self.state_size = sum(sizes)
+        self._layout = cells.StateLayout(self.cell)
+        self.state_size = self._layout.size
         if self.num_exponents is not None and self.num_exponents > self.state_size:
             check.integer(
                 "num_exponents", self.num_exponents, minimum=1, maximum=self.state_size,
@@ -122,7 +124,7 @@ class LyapunovExponents(keras.layers.Layer):
         """The cell that the loop steps: the wrapped cell, or its copy in the
         loop's dtype (kept in `lyapunov`'s cache, not tracked by this layer,
         so that its variables are never this layer's weights)."""
-        return lyapunov_lib.cell_in_dtype(self.cell, self._loop_dtype)
+        return cells.cell_in_dtype(self.cell, self._loop_dtype)
 
     @property
     def k(self):
@@ -142,7 +144,7 @@ class LyapunovExponents(keras.layers.Layer):
         work = self._work_cell()
         if not work.built:
             work.build(step_shape)
-        lyapunov_lib.check_clone(self.cell, work, self._loop_dtype)
+        cells.check_clone(self.cell, work, self._loop_dtype)
         # One step on zeros, eagerly: inputs the cell cannot take, and a
         # tangent map that returns the wrong shapes, are errors now.
         features = input_shape[-1]
@@ -154,9 +156,9 @@ class LyapunovExponents(keras.layers.Layer):
         x = np.zeros((1, features), self._loop_dtype)
         h = np.zeros((1, self.state_size), self._loop_dtype)
         with autocast_off():
-            lyapunov_lib.call_checked(work, x, h, self._structure, self._sizes)
+            cells.call_checked(work, x, h, self._layout)
             if tangents_lib.tangent_map(work) is not None:
-                lyapunov_lib.check_tangent(work, x, h, self._sizes, self.k)
+                cells.check_tangent(work, x, h, self._layout, self.k)
         # Later calls with another number of features are refused by Keras.
         self.input_spec = keras.layers.InputSpec(ndim=3, axes={-1: features})
 
@@ -164,10 +166,9 @@ class LyapunovExponents(keras.layers.Layer):
         if self._step is None:
             work = self._work_cell()
             mode = "analytic" if tangents_lib.tangent_map(work) is not None else "autodiff"
-            self._step = lyapunov_lib.step_function(
-                work, self._structure, self._sizes, mode, "householder",
-                self.qr_interval, _lyapunov_backends.get_backend(), self._loop_dtype,
-                state_gradient=self.trajectory_gradient,
+            self._step = loop.step_function(
+                work, self._layout, mode, "householder", self.qr_interval, get_backend(),
+                self._loop_dtype, state_gradient=self.trajectory_gradient,
             )
         return self._step
 
@@ -198,7 +199,7 @@ class LyapunovExponents(keras.layers.Layer):
             xs = ops.flip(xs, axis=0)
         batch = ops.shape(inputs)[0]
         h0 = ops.zeros((batch, self.state_size), dtype=dtype)
-        carry = lyapunov_lib.initial_carry(h0, self.state_size, self.k, self._seed, dtype, dtype)
+        carry = initial_carry(h0, self.k, self._seed, dtype, dtype)
         step = self._step_function()
         ts = ops.arange(1, steps + 1, dtype="int32")
 
@@ -210,11 +211,11 @@ class LyapunovExponents(keras.layers.Layer):
         scope = contextlib.nullcontext()
         if work is not self.cell:
             scope = keras.StatelessScope(
-                state_mapping=lyapunov_lib.clone_mapping(self.cell, work, dtype)
+                state_mapping=cells.clone_mapping(self.cell, work, dtype)
             )
         with scope:
             carry, _ = ops.scan(scan_step, carry, (xs, ts))
-        exponents = (carry[2] + carry[3]) / float(steps - self.warmup)
+        exponents = carry.sums / float(steps - self.warmup)
         return -ops.sort(-exponents, axis=-1)
 
     def compute_output_shape(self, input_shape):
