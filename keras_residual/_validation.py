@@ -304,16 +304,25 @@ def is_floating(dtype):
     return "float" in keras.backend.standardize_dtype(dtype)
 
 
-def floating(x, dtype):
+def floating(x, dtype, name="inputs"):
     """`x` as a tensor of the floating `dtype` when it is an integer or bool
     tensor or array (floating inputs keep theirs: Keras' autocast handles
     them), as `keras.layers.Dense` computes integer inputs in its compute
-    dtype."""
+    dtype. Strings and other non-numbers are a `TypeError` naming `name`."""
     if not hasattr(x, "dtype"):
         x = np.asarray(x)
-    if not is_floating(x.dtype):
-        return ops.cast(x, dtype)
-    return x
+    if is_floating(x.dtype):
+        return x
+    try:
+        kind = keras.backend.standardize_dtype(x.dtype)
+    except Exception:  # noqa: BLE001 (an unknown dtype: reported below)
+        kind = str(x.dtype)
+    if not (kind.startswith(("int", "uint")) or kind == "bool"):
+        raise ArgumentTypeError(
+            f"Argument `{name}` must hold numbers (floats, integers or booleans); received "
+            f"dtype {kind}."
+        )
+    return ops.cast(x, dtype)
 
 
 def array(name, value, ndim=None, min_ndim=None, nonempty=True, numeric=True):
