@@ -10,7 +10,10 @@ sequential MNIST is T = 784 with one input feature):
 
 Every configuration runs in its own process (so peak memory is its own) with
 a Dense(10) softmax head, Adam, sparse categorical cross-entropy, on random
-data. Reported: median ms per training step over at least `--steps` steps
+data; the WCRNN layers for each residual of `--residuals` (identity,
+diagonal = `Heterogeneous`, rotational at 2*pi/28, dense), and each mode of
+`--modes` (`train`: `train_on_batch`; `infer`: `predict_on_batch`).
+Reported: median ms per step over at least `--steps` steps
 (more, up to 50, until `--min-seconds` of timed steps) after
 warm-up, the ratio to keras SimpleRNN of the same backend and length, the
 ratio to the fastest keras SimpleRNN of the run, and the growth of peak
@@ -21,6 +24,7 @@ Usage:
     python benchmarks/rnn_speed.py                      # all backends, T = 784 and 100
     python benchmarks/rnn_speed.py --backends torch --lengths 100 --steps 3
     python benchmarks/rnn_speed.py --write              # also update BENCHMARKS.md
+    python benchmarks/rnn_speed.py --residuals identity,diagonal,rotational,dense --modes train,infer
 """
 
 import argparse
@@ -42,16 +46,30 @@ def _rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _keras_model(layer_name, length, units):
+RESIDUALS = ("identity", "diagonal", "rotational", "dense")
+
+
+def _residual(name):
+    import keras_residual as kr
+
+    return {
+        "identity": lambda: kr.residuals.Identity(),
+        "diagonal": lambda: kr.residuals.Heterogeneous(radius_range=(0.9, 1.0), seed=0),
+        "rotational": lambda: kr.residuals.Rotational(angle=0.2244),
+        "dense": lambda: kr.residuals.Dense("orthogonal", scale=0.99, seed=0),
+    }[name]()
+
+
+def _keras_model(layer_name, length, units, residual="rotational"):
     import keras
 
     import keras_residual as kr
 
     if layer_name == "WCRNN":
-        rnn = kr.layers.WCRNN(units, coupling=0.1, residual=kr.residuals.Rotational(angle=0.2244))
+        rnn = kr.layers.WCRNN(units, coupling=0.1, residual=_residual(residual))
     elif layer_name == "RNN(WCRNNCell)":
         rnn = keras.layers.RNN(
-            kr.layers.WCRNNCell(units, coupling=0.1, residual=kr.residuals.Rotational(angle=0.2244))
+            kr.layers.WCRNNCell(units, coupling=0.1, residual=_residual(residual))
         )
     elif layer_name == "SimpleRNN":
         rnn = keras.layers.SimpleRNN(units)
@@ -64,13 +82,15 @@ def _keras_model(layer_name, length, units):
     return model
 
 
-def _keras_step(layer_name, length, units, batch):
+def _keras_step(layer_name, length, units, batch, residual="rotational", mode="train"):
     import numpy as np
 
-    model = _keras_model(layer_name, length, units)
+    model = _keras_model(layer_name, length, units, residual)
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(batch, length, 1)).astype("float32")
     y = rng.integers(0, 10, size=(batch,))
+    if mode == "infer":
+        return lambda: model.predict_on_batch(x)
     return lambda: model.train_on_batch(x, y)
 
 
@@ -143,7 +163,8 @@ def _jax_native_step(length, units, batch):
     return step
 
 
-def worker(backend, layer_name, length, units, batch, steps, warmup, min_seconds=0.0):
+def worker(backend, layer_name, length, units, batch, steps, warmup, min_seconds=0.0,
+           residual="rotational", mode="train"):
     if layer_name == "native":
         if backend == "torch":
             step = _torch_native_step(length, units, batch)
@@ -152,7 +173,7 @@ def worker(backend, layer_name, length, units, batch, steps, warmup, min_seconds
         else:
             return None
     else:
-        step = _keras_step(layer_name, length, units, batch)
+        step = _keras_step(layer_name, length, units, batch, residual, mode)
     before = []
     ms = _report.median_ms(step, steps, warmup, after_warmup=lambda: before.append(_rss_mb()),
                            min_seconds=min_seconds)
@@ -163,14 +184,14 @@ def worker(backend, layer_name, length, units, batch, steps, warmup, min_seconds
     }
 
 
-def run_config(backend, layer_name, length, args):
+def run_config(backend, layer_name, length, args, residual="rotational", mode="train"):
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
     env["PYTHONPATH"] = _report.ROOT + os.pathsep + env.get("PYTHONPATH", "")
     command = [
         sys.executable, os.path.abspath(__file__), "--worker", layer_name,
         "--lengths", str(length), "--units", str(args.units), "--batch", str(args.batch),
         "--steps", str(args.steps), "--warmup", str(args.warmup),
-        "--min-seconds", str(args.min_seconds),
+        "--min-seconds", str(args.min_seconds), "--residuals", residual, "--modes", mode,
     ]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
@@ -191,6 +212,9 @@ def main():
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--min-seconds", type=float, default=3.0,
                         help="time at least this long per configuration (up to 50 steps)")
+    parser.add_argument("--residuals", default="rotational",
+                        help=f"residuals of the WCRNN layers, out of {', '.join(RESIDUALS)}")
+    parser.add_argument("--modes", default="train", help="train, infer or both (train,infer)")
     parser.add_argument("--timeout", type=int, default=900)
     parser.add_argument("--write", action="store_true", help="update the section in BENCHMARKS.md")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -201,52 +225,66 @@ def main():
         import keras
 
         result = worker(keras.backend.backend(), args.worker, lengths[0], args.units, args.batch,
-                        args.steps, args.warmup, args.min_seconds)
+                        args.steps, args.warmup, args.min_seconds, args.residuals, args.modes)
         print("RESULT " + json.dumps(result))
         return 0
 
     backends = args.backends.split(",")
     layer_names = args.layers.split(",")
+    residuals = args.residuals.split(",")
+    modes = args.modes.split(",")
+    # (layer, residual) pairs: one per residual for the WCRNN layers.
+    variants = [(name, r) for name in layer_names
+                for r in (residuals if name in ("WCRNN", "RNN(WCRNNCell)") else [None])]
     results = {}
-    for length in lengths:
-        for backend in backends:
-            for name in layer_names:
-                if (backend, name, length) in SKIP:
-                    results[backend, name, length] = {"skip": SKIP[backend, name, length]}
-                elif name == "native" and backend == "tensorflow":
-                    continue
-                else:
-                    results[backend, name, length] = run_config(backend, name, length, args)
-                print("#", backend, name, length, results[backend, name, length], flush=True)
+    for mode in modes:
+        for length in lengths:
+            for backend in backends:
+                for name, residual in variants:
+                    key = (mode, backend, name, residual, length)
+                    if (backend, name, length) in SKIP:
+                        results[key] = {"skip": SKIP[backend, name, length]}
+                    elif name == "native" and (backend == "tensorflow" or mode != "train"):
+                        continue
+                    else:
+                        results[key] = run_config(backend, name, length, args,
+                                                  residual or "rotational", mode)
+                    print("#", *key, results[key], flush=True)
 
     rows = []
-    for length in lengths:
-        simple = {
-            b: results[b, "SimpleRNN", length]["ms"]
-            for b in backends
-            if "ms" in results.get((b, "SimpleRNN", length), {})
-        }
-        fastest = min(simple.values()) if simple else None
-        for backend in backends:
-            for name in layer_names:
-                r = results.get((backend, name, length))
-                if r is None:
-                    continue
-                label = name if name != "native" else ("torch.nn.RNN" if backend == "torch" else "lax.scan Elman (jit)")
-                if "ms" not in r:
-                    rows.append([length, backend, label, r.get("skip") or "error: " + r["error"], "", "", ""])
-                    continue
-                own = f"{r['ms'] / simple[backend]:.2f}" if backend in simple else ""
-                best = f"{r['ms'] / fastest:.2f}" if fastest else ""
-                rows.append([length, backend, label, f"{r['ms']:.1f}", own, best, f"{r['step_mb']:.0f} / {r['peak_mb']:.0f}"])
+    for mode in modes:
+        for length in lengths:
+            simple = {
+                b: results[mode, b, "SimpleRNN", None, length]["ms"]
+                for b in backends
+                if "ms" in results.get((mode, b, "SimpleRNN", None, length), {})
+            }
+            fastest = min(simple.values()) if simple else None
+            for backend in backends:
+                for name, residual in variants:
+                    r = results.get((mode, backend, name, residual, length))
+                    if r is None:
+                        continue
+                    label = name if name != "native" else (
+                        "torch.nn.RNN" if backend == "torch" else "lax.scan Elman (jit)")
+                    if residual is not None:
+                        label += f" {residual}"
+                    if "ms" not in r:
+                        rows.append([mode, length, backend, label,
+                                     r.get("skip") or "error: " + r["error"], "", "", ""])
+                        continue
+                    own = f"{r['ms'] / simple[backend]:.2f}" if backend in simple else ""
+                    best = f"{r['ms'] / fastest:.2f}" if fastest else ""
+                    rows.append([mode, length, backend, label, f"{r['ms']:.1f}", own, best,
+                                 f"{r['step_mb']:.0f} / {r['peak_mb']:.0f}"])
     table = _report.markdown_table(
-        ["T", "backend", "layer", "ms/step", "÷ SimpleRNN (same backend)", "÷ fastest SimpleRNN",
-         "step / peak RSS MB"],
+        ["mode", "T", "backend", "layer", "ms/step", "÷ SimpleRNN (same backend)",
+         "÷ fastest SimpleRNN", "step / peak RSS MB"],
         rows,
     )
     command = "python benchmarks/rnn_speed.py " + " ".join(sys.argv[1:])
     text = (
-        f"### Recurrent layers: training-step time\n\n"
+        f"### Recurrent layers: step time\n\n"
         f"`{command.strip()}` — units {args.units}, batch {args.batch}, one input feature, "
         f"Dense(10) head, Adam; median of at least {args.steps} steps (up to 50, to fill "
         f"{args.min_seconds:g} s) after {args.warmup} warm-up steps; "

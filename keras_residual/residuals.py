@@ -205,6 +205,10 @@ class ResidualForm:
     # would do: a loop that pays per op (torch eager) steps such a form as
     # `as_dense()`.
     prefers_dense = False
+    # Whether a step may fold the map into its recurrent product, h @ [W | R^T]
+    # (one (N, 2N) matmul for both): linear maps applied as a product or by
+    # several elementwise ops (a rotation, a dense R), not one multiply.
+    foldable = False
 
     def __init__(self, *tensors):
         self.tensors = tuple(tensors)
@@ -334,6 +338,7 @@ class RotationForm(ResidualForm):
     """
 
     prefers_dense = True  # a multiply, a pair swap (reshape, flip), a multiply, an add
+    foldable = True
 
     def apply(self, h):
         a, b = self.tensors
@@ -363,6 +368,8 @@ class DenseForm(ResidualForm):
     >>> ops.convert_to_numpy(form.matrix(2)).tolist()  # R = K^T
     [[0.0, 0.0], [1.0, 0.0]]
     """
+
+    foldable = True
 
     def apply(self, h):
         return _ops.matmul(h, self.tensors[0])

@@ -12,6 +12,7 @@ from keras_residual import _ops
 from keras_residual import _validation as check
 from keras_residual import residuals as residuals_lib
 from keras_residual._keras_compat import DropoutRNNCell
+from keras_residual.layers import _wcrnn_kernels
 from keras_residual.layers import _wcrnn_step
 
 
@@ -162,6 +163,30 @@ class WCRNNCell(keras.layers.Layer, DropoutRNNCell):
     def _form(self, dtype):
         return residuals_lib.form_of(self.residual, dtype)
 
+    def _step_constants(self, dtype):
+        """What every step of one call needs and no step changes: the
+        residual's form, and `[W | R^T]` when the form folds into the
+        recurrent product (`_wcrnn_step.fold`)."""
+        form = self._form(dtype)
+        if not _wcrnn_kernels.cell_folds():
+            return form, None
+        return form, _wcrnn_step.fold(ops.cast(self.recurrent_kernel, dtype), form)
+
+    def get_dropout_mask(self, step_input):
+        # Keras' RNN calls this once before its loop, outside it, so that the
+        # loop's steps share one dropout mask; the step's other constants
+        # (the residual's form, the folded kernel) are prepared with it, so
+        # that no step rebuilds them. `reset_dropout_mask`, called after the
+        # loop, drops them.
+        # (The steps call this too, in training: the constants stay.)
+        if getattr(self, "_constants", None) is None:
+            self._constants = self._step_constants(self.compute_dtype)
+        return super().get_dropout_mask(step_input)
+
+    def reset_dropout_mask(self):
+        super().reset_dropout_mask()
+        self._constants = None
+
     def _projection(self, sequence):
         """The input projection x_t @ U + b."""
         xp = _ops.matmul(sequence, self.kernel)
@@ -178,9 +203,14 @@ class WCRNNCell(keras.layers.Layer, DropoutRNNCell):
                 sequence = sequence * dp_mask
             if rec_dp_mask is not None:
                 recurrent_input = prev * rec_dp_mask
+        constants = getattr(self, "_constants", None)
+        if constants is None or constants[0].tensors and (
+                constants[0].tensors[0].dtype != prev.dtype):
+            constants = self._step_constants(prev.dtype)  # called outside keras.layers.RNN
+        form, folded = constants
         h, _ = _wcrnn_step.step(
             self._projection(sequence), prev, self.recurrent_kernel, self.coupling,
-            self.activation, self._form(prev.dtype), recurrent_input=recurrent_input,
+            self.activation, form, recurrent_input=recurrent_input, folded=folded,
         )
         new_state = [h] if isinstance(states, (list, tuple)) else h
         return h, new_state

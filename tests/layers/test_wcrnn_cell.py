@@ -194,3 +194,55 @@ def test_heterogeneous_radii_mismatch_raises_at_build():
     cell = kr.layers.WCRNNCell(4, residual=residuals.Heterogeneous(radii=[0.5, 0.6]))
     with pytest.raises(ValueError, match="2 `radii` for a layer of units=4"):
         keras.layers.RNN(cell)(X)
+
+
+@pytest.mark.parametrize("length", [5, 20])
+def test_the_steps_constants_are_prepared_once_per_call(length, monkeypatch):
+    """Keras' RNN prepares the step's constants (the residual's form and the
+    folded kernel) once, before its loop, with the dropout masks: their
+    count does not grow with the number of steps, in a call or in training,
+    and none outlives the call."""
+    from keras_residual.layers import wcrnn_cell
+
+    calls = []
+    original = wcrnn_cell.WCRNNCell._step_constants
+    monkeypatch.setattr(wcrnn_cell.WCRNNCell, "_step_constants",
+                        lambda self, dtype: calls.append(dtype) or original(self, dtype))
+    cell = kr.layers.WCRNNCell(UNITS, residual=residuals.Rotational(angle=0.3), dropout=0.2)
+    rnn = keras.layers.RNN(cell)
+    x = X[:, :1].repeat(length, axis=1)
+    rnn(x)
+    eager = len(calls)
+    model = keras.Sequential([keras.Input((length, 2)), rnn])
+    model.compile("sgd", "mse")
+    calls.clear()
+    model.train_on_batch(x, np.zeros((3, UNITS), "float32"))
+    # The hook before the loop, and at most one traced step (JAX, TensorFlow
+    # trace the loop's body once) and one symbolic call: never per step.
+    assert eager == 1 and len(calls) <= 3, (eager, calls)
+    assert getattr(cell, "_constants", None) is None
+
+
+@pytest.mark.parametrize("name", ["rotational", "rotational_drawn", "dense"])
+def test_folding_the_residual_into_the_recurrent_product_changes_nothing(name, monkeypatch):
+    """h @ [W | R^T] (one matmul, where the backend's loop pays per op)
+    against the residual applied on its own: the same outputs and gradients."""
+    from keras_residual.layers import _wcrnn_kernels
+    from tests.helpers import gradients
+
+    def run(folds):
+        monkeypatch.setattr(_wcrnn_kernels, "cell_folds", lambda: folds)
+        keras.utils.set_random_seed(3)
+        rnn = keras.layers.RNN(kr.layers.WCRNNCell(UNITS, coupling=0.5, residual=RESIDUALS[name](),
+                                                   bias_initializer="random_normal"),
+                               return_sequences=True)
+        out = keras.ops.convert_to_numpy(rnn(X))
+        return out, gradients(rnn, X)
+
+    folded, folded_grads = run(True)
+    plain, plain_grads = run(False)
+    # The same products summed in another order: float32 rounding over 12
+    # steps (eps32 6e-8 x 12 x O(1) states).
+    np.testing.assert_allclose(folded, plain, rtol=0, atol=1e-5)
+    for a, b in zip(folded_grads, plain_grads):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

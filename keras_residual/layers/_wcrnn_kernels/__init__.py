@@ -14,6 +14,13 @@ per step inside the compiled loop in the TensorFlow kernel, where a separate
 order when `return_sequences`, else None. `supports(...)` says whether the
 backend's kernel honours a configuration (else the layer takes the generic
 `keras.layers.RNN` path).
+
+Each module also says whether `WCRNNCell`'s steps, run by Keras' own loop
+on that backend, fold a foldable residual into the recurrent product
+(`CELL_FOLDS`, see `_wcrnn_step.fold`): where the loop pays per op (PyTorch's
+eager loop, TensorFlow's graph while-loop) one (N, 2N) matmul beats a
+rotation's five elementwise ops; where XLA compiles the loop (JAX) the
+elementwise ops fuse and the wider matmul costs more.
 """
 
 import importlib
@@ -28,6 +35,12 @@ def get_kernel():
     if name not in ("jax", "torch", "tensorflow"):
         return None
     return importlib.import_module(f"keras_residual.layers._wcrnn_kernels.{name}")
+
+
+def cell_folds():
+    """Whether `WCRNNCell` folds a foldable residual into its recurrent product."""
+    kernel = get_kernel()
+    return kernel is not None and kernel.CELL_FOLDS
 
 
 def project(sequences, kernel, bias):

@@ -22,6 +22,12 @@ from keras_residual.layers import _wcrnn_kernels
 from keras_residual.layers import _wcrnn_step
 
 
+# Keras' loop is a lax.scan under XLA: a rotation's elementwise ops fuse, and
+# h @ [W | R^T] (N, 2N) made RNN(WCRNNCell) slower (a training step at T = 100
+# went from 1.1x to 2.1x SimpleRNN's, measured while choosing).
+CELL_FOLDS = False
+
+
 def supports(activation, residual, residual_trainable):
     return True
 
