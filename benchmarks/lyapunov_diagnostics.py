@@ -10,7 +10,7 @@ its tracing and compilation as a new user's does):
   float64 NumPy reference;
 - **diagnostics**: warm calls with `history=50`, `max_exponent_direct`
   (against `num_exponents=1`), and `covariant_lyapunov_vectors` with 16
-  vectors (warm-up 100, backward warm-up 100);
+  vectors (forward and backward warm-ups of T / 8 steps each);
 - **threads**: the defaults' warm call with 1 and with 2 threads (torch
   `set_num_threads`, TensorFlow's intra/inter-op pools, XLA's CPU threads and
   OpenBLAS on JAX), set by this script before the backend starts: the library
@@ -157,7 +157,8 @@ def worker(args):
             ("top1", lambda: kr.dynamics.lyapunov_spectrum(layer, x, num_exponents=1)),
             ("direct", lambda: kr.dynamics.max_exponent_direct(layer, x)),
             ("clv16", lambda: kr.dynamics.covariant_lyapunov_vectors(
-                layer, x, num_vectors=16, warmup=100, backward_warmup=100)),
+                layer, x, num_vectors=16, warmup=args.steps // 8,
+                backward_warmup=args.steps // 8)),
         ]:
             call()  # compile
             figures[key], result = _timed(call)
@@ -200,7 +201,7 @@ def _markdown(rows, args):
     def cell(row, key, fmt="{:.2f}"):
         return fmt.format(row[key]) if key in row else "—"
 
-    full = [r for r in rows if "q1_warm" in r]
+    full = [r for r in rows if "q1_warm" in r and r["threads"] == 2]
     defaults = _report.markdown_table(
         ["backend", "default first s", "default warm s (QRs)", "max diff vs NumPy",
          "q=1 first s", "q=1 warm s", "q=1 max diff", "default vs q=1",
@@ -234,7 +235,13 @@ def _markdown(rows, args):
         "(`qr_interval=\"auto\"`), against `qr_interval=1`, and Vogt et al.'s `calc_LEs_an` "
         "(github.com/shlizee/LyapunovAutoEncode, torch) on the same weights and inputs; max "
         "diff is the largest absolute difference of the batch-mean exponents from the float64 "
-        "NumPy reference (a chaotic net: float32 trajectories drift from float64 ones).\n\n"
+        "NumPy reference (a chaotic net: float32 trajectories drift from float64 ones). The "
+        "peer's exponents are further off because its `oneStepVarQR` propagates Z = J^T Q, "
+        "with `rnn_jac`'s J = d h_t / d h_{t-1} (the transposed Jacobian: the growth of the "
+        "time-reversed product), and it averages over all T steps with no warm-up. "
+        "|direct - max| compares the float64 `max_exponent_direct` with the float32 default "
+        "spectrum (the float32 run drifts on this chaotic net; in float64 they agree to "
+        "~1e-7, tests/dynamics/test_diagnostics.py).\n\n"
         + defaults + "\n\nDiagnostics (warm calls, 2 threads):\n\n" + diagnostics
         + "\n\nThreads (the library uses the backend's settings; set here per process):\n\n"
         + threads + "\n"

@@ -6,7 +6,12 @@ length, on one Keras backend, against a plain float64 NumPy implementation of
 the same algorithm (`kr.dynamics.lyapunov_spectrum_numpy`: hand-written
 Jacobians, batched `J @ Q`, stacked `numpy.linalg.qr`) timed in the same run.
 NumPy runs with the number of BLAS threads that is fastest on this machine
-(measured on a short probe; threadpoolctl decides, when installed).
+(measured on a short probe; threadpoolctl decides, when installed). The
+library uses whatever threads the backend is set to; this benchmark sets
+them itself with `--threads` (default 1: torch's intra-op threads and the
+OpenBLAS that JAX's LAPACK calls use, as the engine did itself until it
+stopped changing user settings; `--threads 0` leaves the defaults):
+`benchmarks/lyapunov_diagnostics.py` compares 1 and 2 threads.
 
 Reported per model: seconds of the NumPy reference, of the first call of
 `lyapunov_spectrum` (tracing and compilation included) and of a second call
@@ -110,6 +115,8 @@ def _parse(argv=None):
     parser.add_argument("--qr-method", default="auto", help="qr_method of lyapunov_spectrum")
     parser.add_argument("--qr-intervals", default="1,auto",
                         help="comma-separated qr_interval values to time (default: 1,auto)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op and BLAS threads for the computation (0: defaults)")
     parser.add_argument("--callback", action="store_true",
                         help="measure the LyapunovCallback's cost per epoch instead")
     parser.add_argument("--epochs", type=int, default=2, help="epochs of the --callback run")
@@ -242,8 +249,9 @@ def spectrum_speed(args):
                 rows.append(row)
                 print(f"# {row}", flush=True)
 
+    threads = f"{args.threads} thread(s) (torch, BLAS)" if args.threads else "default threads"
     print(f"\nLyapunov spectrum, backend {backend}: N = {args.units} units, T = {args.steps}, "
-          f"batch {args.batch}, full spectrum (k = S), CPU")
+          f"batch {args.batch}, full spectrum (k = S), CPU, {threads}")
     header = ("| model | S | exponents (NumPy) | NumPy f64 s (BLAS threads) | dtype | qr_interval "
               "(QRs) | first call s | warm call s | speedup (warm) | max abs diff | "
               "max diff / max(1, abs(lambda)) | max abs diff vs float32 q=1 | QR / Jacobian |")
@@ -343,12 +351,38 @@ def main(argv=None):
         raise SystemExit(f"--backend: unknown backend {args.backend!r}; allowed: {BACKENDS} or all")
     os.environ["KERAS_BACKEND"] = args.backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if args.threads:
+        for name in ("OPENBLAS_NUM_THREADS",):  # TensorFlow keeps its own pools, as before
+            os.environ[name] = str(args.threads)
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    if args.callback:
-        callback_cost(args)
-    else:
-        spectrum_speed(args)
+    with _threads(args.backend, args.threads):
+        if args.callback:
+            callback_cost(args)
+        else:
+            spectrum_speed(args)
     return 0
+
+
+@contextlib.contextmanager
+def _threads(backend, threads):
+    """torch's intra-op threads and the BLAS threads for the run. The BLAS
+    libraries are limited by environment variables too (set before the
+    backend loads them: threadpoolctl only reaches libraries already loaded,
+    and JAX loads its LAPACK at its first QR)."""
+    if not threads:
+        yield
+        return
+    if backend == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=threads, user_api="blas"):
+        yield
 
 
 if __name__ == "__main__":

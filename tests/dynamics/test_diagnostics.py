@@ -301,3 +301,34 @@ def test_covariant_vectors_of_a_recurrent_layer_and_their_arguments():
                           ({"backward_warmup": -1}, "backward_warmup")]:
         with pytest.raises((ValueError, TypeError), match=match):
             kr.dynamics.covariant_lyapunov_vectors(layer, x, **kwargs)
+
+
+def test_the_engine_keeps_the_users_thread_settings():
+    """The engine used to force one torch intra-op thread and one OpenBLAS
+    thread during a spectrum; a user's settings now hold inside the loop."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return sorted({info["num_threads"] for info in threadpoolctl.threadpool_info()
+                       if info.get("user_api") == "blas"})
+
+    seen = []
+
+    def recorder(h, x):
+        state = {"blas": blas_threads()}
+        if keras.backend.backend() == "torch":
+            import torch
+
+            state["torch"] = torch.get_num_threads()
+        seen.append(state)
+        return 0.5 * h + x
+
+    outside = {"blas": blas_threads()}
+    if keras.backend.backend() == "torch":
+        import torch
+
+        outside["torch"] = torch.get_num_threads()
+    kr.dynamics.lyapunov_spectrum(kr.dynamics.MapCell(recorder, 1), np.zeros((2, 5, 1)))
+    # The map runs inside the loop (at each step on torch, when the loop is
+    # traced on jax and tensorflow).
+    assert seen and all(state == outside for state in seen), (outside, seen)
