@@ -50,8 +50,9 @@ BACKENDS = ("tensorflow", "jax", "torch")
 # run once per backend; otherwise it spawns its own per-backend processes.
 BENCHMARKS = {
     "rnn_speed": (
-        "Recurrent layers: training-step time",
-        ["rnn_speed.py", "--lengths", "784,100"],
+        "Recurrent layers: training and inference step time",
+        ["rnn_speed.py", "--lengths", "784,100", "--layers", "WCRNN,RNN(WCRNNCell),SimpleRNN,native",
+         "--residuals", "identity,diagonal,rotational,dense", "--modes", "train,infer"],
         ["rnn_speed.py", "--lengths", "100", "--steps", "3", "--warmup", "1",
          "--min-seconds", "0", "--layers", "WCRNN,SimpleRNN,native"],
         False,
