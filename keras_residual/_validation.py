@@ -283,13 +283,17 @@ def fresh_initializer(initializer, seed=None):
     Keras' unseeded initializers draw a fixed seed at construction, so one
     instance used for several weights would give them the same values; each
     weight gets its own copy instead (a seeded initializer stays
-    reproducible). Objects Keras cannot serialize (a plain function) are
-    returned as they are.
+    reproducible). Other callables (a plain function) are returned as they
+    are. (`clone`, from the initializer's plain config, not Keras'
+    serialize: that imports TensorFlow, when installed, into a JAX or
+    PyTorch process.)
     """
     initializer = keras.initializers.get(initializer)
+    if not isinstance(initializer, keras.initializers.Initializer):
+        return initializer
     try:
-        copy = keras.initializers.deserialize(keras.initializers.serialize(initializer))
-    except (TypeError, ValueError):
+        copy = initializer.clone()
+    except (TypeError, ValueError, NotImplementedError):  # a config that does not rebuild it
         return initializer
     if seed is not None and hasattr(copy, "seed"):
         copy.seed = seed

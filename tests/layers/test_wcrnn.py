@@ -78,15 +78,17 @@ def test_fused_equals_generic_for_other_activations(activation):
         np.testing.assert_allclose(a, b, **GRAD_TOL)
 
 
+@pytest.mark.parametrize("features", [2, 4])
 @pytest.mark.parametrize("use_bias", [True, False])
 @pytest.mark.parametrize("return_sequences", [True, False])
-def test_fused_input_gradient_reaches_the_layers_before_it(use_bias, return_sequences):
+def test_fused_input_gradient_reaches_the_layers_before_it(use_bias, return_sequences, features):
     """The fused kernels form the input projection themselves (per step in
-    the TensorFlow loop): its gradient must reach the kernel, the bias and,
-    through the inputs, a Dense layer before the WCRNN."""
+    the TensorFlow loop; in the JAX scan per step for 2 features and before
+    it for 4, see `projects_per_step`): its gradient must reach the kernel,
+    the bias and, through the inputs, a Dense layer before the WCRNN."""
 
     def model(rnn):
-        net = keras.Sequential([keras.Input(X.shape[1:]), keras.layers.Dense(4), rnn])
+        net = keras.Sequential([keras.Input(X.shape[1:]), keras.layers.Dense(features), rnn])
         return net
 
     residual = residuals.Rotational(radius=0.95, angle=0.4)

@@ -7,9 +7,10 @@
 
 `sequences` is the (batch, T, features) input, `kernel` and `bias` (or None)
 the input projection `xp_t = x_t @ U + b`: each kernel decides where to
-form it (`project`, one matmul for all steps, in the JAX and torch kernels;
-per step inside the compiled loop in the TensorFlow kernel, where a separate
-(batch, T, units) projection costs more than the loop's own work). `residual` is a built
+form it (`project`, one matmul for all steps, in the torch kernel; per step
+inside the compiled loop in the TensorFlow kernel, where a separate
+(batch, T, units) projection costs more than the loop's own work; in the JAX
+kernel per step for inputs narrower than half the units, else before the scan). `residual` is a built
 `kr.residuals.Residual` or None. `outputs` is (batch, T, units) in processing
 order when `return_sequences`, else None. `supports(...)` says whether the
 backend's kernel honours a configuration (else the layer takes the generic

@@ -21,11 +21,15 @@ the rest of the step runs as a graph around them. Measured on 2 CPU cores
 backward in a `tf.function`): this design ~160 ms against SimpleRNN's ~135;
 with the projection formed before the loop ~190-230 (a (B*T, 1) @ (1, N)
 matmul and its gradient cost ~20 ms each in a TF graph); projection and
-all gradients inside XLA ~215; the loops as graph functions without XLA
-~400 (a TF graph while-loop pays per op per step, and the step here has
-more ops than SimpleRNN's). Called eagerly (outside any `tf.function`), the
-recurrence runs as one cached `tf.function` per configuration instead of
-op by op.
+all gradients inside XLA ~215. The loops as graph functions without XLA
+(where TensorFlow's oneDNN matmuls would run) measured worse on both CPUs
+tried: ~400 ms on the AMD EPYC, and on a 2-core Intel Xeon with AVX-512
+and oneDNN on, a training step with a rotation 2.5x (T = 100) and 2.8x
+(T = 784) SimpleRNN's against 1.1x and 1.3x for the XLA loops: a TF graph
+while-loop pays per op per step, and the step here has more ops than
+SimpleRNN's. So XLA is used on every CPU; BENCHMARKS.md has the current
+figures. Called eagerly (outside any `tf.function`), the recurrence runs as
+one cached `tf.function` per configuration instead of op by op.
 """
 
 import tensorflow as tf
