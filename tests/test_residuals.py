@@ -262,3 +262,21 @@ def test_residual_layers_do_not_import_tensorflow_into_another_backend():
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="only TensorFlow traces a state of unknown width")
+def test_rotation_applies_to_a_state_of_unknown_width():
+    """A TensorFlow function traced with relaxed shapes (the fused kernel's
+    eager path) sees (None, None) states: the pair swap must not need the
+    width (it failed inside the fused loop when it did)."""
+    import tensorflow as tf
+
+    rho = residuals.Rotational(radius=0.9, angle_range=(0.1, 1.0), seed=0)
+    rho.build(6)
+    form = rho.form("float32")
+    h = np.random.default_rng(0).normal(size=(3, 6)).astype("float32")
+    traced = tf.function(form.apply, input_signature=[tf.TensorSpec((None, None), tf.float32)])
+    np.testing.assert_allclose(traced(h).numpy(), keras.ops.convert_to_numpy(form.apply(h)),
+                               rtol=1e-6)
+    np.testing.assert_allclose(traced(h).numpy(), h @ rho.matrix().T, rtol=1e-5, atol=1e-6)
