@@ -237,35 +237,7 @@ def test_numpy_scalars_and_arrays_are_accepted():
     assert residuals.Heterogeneous(radius_range=np.array([0.2, 0.4])).radius_range == (0.2, 0.4)
 
 
-@pytest.mark.skipif(keras.backend.backend() != "jax",
-                    reason="runs its own JAX process; once, in the jax pass")
-def test_residual_layers_do_not_import_tensorflow_into_another_backend():
-    """Copying a residual or its initializer for a layer went through Keras'
-    serialize, which imports TensorFlow when installed (+0.5 GB in a JAX or
-    PyTorch process, seen as the dense residual's peak memory)."""
-    import os
-    import subprocess
-    import sys
-
-    pytest.importorskip("tensorflow")
-    code = (
-        "import sys, numpy as np, keras, keras_residual as kr\n"
-        "R = kr.residuals\n"
-        "for r in [R.Dense('orthogonal', scale=0.9, seed=4), R.Nonlinear(R.Dense(seed=1)),\n"
-        "          R.Heterogeneous(seed=1), R.Rotational(angle_range=(0.1, 1.0), seed=2)]:\n"
-        "    kr.layers.WCRNN(8, residual=r)(np.zeros((2, 3, 1), 'float32'))\n"
-        "    keras.layers.RNN(kr.layers.WCRNNCell(8, residual=r))(np.zeros((2, 3, 1), 'float32'))\n"
-        "print('tensorflow' in sys.modules)\n"
-    )
-    env = dict(os.environ, KERAS_BACKEND="jax")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == "False"
-
-
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
-                    reason="only TensorFlow traces a state of unknown width")
+@pytest.mark.only_backend("tensorflow", reason="only TensorFlow traces a state of unknown width")
 def test_rotation_applies_to_a_state_of_unknown_width():
     """A TensorFlow function traced with relaxed shapes (the fused kernel's
     eager path) sees (None, None) states: the pair swap must not need the
