@@ -13,6 +13,8 @@ import urllib.request
 
 import numpy as np
 
+from keras_residual import _validation as check
+
 #: Seconds the reachability probe may take before a host counts as offline.
 PROBE_TIMEOUT = 3.0
 
@@ -99,25 +101,45 @@ def standardize(x_train, x_test):
     )
 
 
-def sequential_splits(
-    x_train, y_train, x_test, y_test, source, permuted, seed, standardized
-):
-    """Flat `(n, 784)` images as a pixel-sequence `Splits`: the optional
-    permutation (from `seed`) and standardisation, shared by the MNIST and
-    Fashion-MNIST loaders."""
+def sequential(load_flat, sources, source, permuted, seed, standardize_pixels, verbose):
+    """A pixel-sequence `Splits` from a loader of flat `(n, 784)` images:
+    the arguments checked, the optional permutation (from `seed`) and
+    standardisation. Shared by the MNIST and Fashion-MNIST loaders;
+    `load_flat(source, verbose)` returns `(x_train, y_train, x_test, y_test,
+    source_used)`."""
+    permuted = check.boolean("permuted", permuted)
+    seed = check.seed("seed", seed)
+    source = check.one_of("source", source, sources)
+    verbose = check.boolean("verbose", verbose)
+    standardize_pixels = check.boolean("standardize", standardize_pixels)
+    x_train, y_train, x_test, y_test, used = load_flat(source, verbose)
     permutation = None
     if permuted:
         permutation = np.random.default_rng(seed).permutation(x_train.shape[1])
         x_train, x_test = x_train[:, permutation], x_test[:, permutation]
     standardization = None
-    if standardized:
+    if standardize_pixels:
         x_train, x_test, standardization = standardize(x_train, x_test)
     return Splits(
         (x_train[..., None], y_train),
         (x_test[..., None], y_test),
-        source=source,
+        source=used,
         permutation=permutation,
         standardization=standardization,
+    )
+
+
+def images(load_flat, sources, source, data_format, verbose):
+    """The same data as 28x28 single-channel images in `data_format`."""
+    source = check.one_of("source", source, sources)
+    data_format = check.data_format(data_format)
+    verbose = check.boolean("verbose", verbose)
+    x_train, y_train, x_test, y_test, used = load_flat(source, verbose)
+    shape = (28, 28, 1) if data_format == "channels_last" else (1, 28, 28)
+    return Splits(
+        (x_train.reshape(-1, *shape), y_train),
+        (x_test.reshape(-1, *shape), y_test),
+        source=used,
     )
 
 

@@ -260,14 +260,8 @@ def sequential_fashion_mnist(
     print(data.source, x_train.shape)  # e.g. "debian (60000, 784, 1)"
     ```
     """
-    permuted = check.boolean("permuted", permuted)
-    seed = check.seed("seed", seed)
-    source = check.one_of("source", source, SOURCES)
-    verbose = check.boolean("verbose", verbose)
-    standardize = check.boolean("standardize", standardize)
-    x_train, y_train, x_test, y_test, used = _flat(source, verbose)
-    return _common.sequential_splits(
-        x_train, y_train, x_test, y_test, used, permuted, seed, standardize
+    return _common.sequential(
+        _flat, SOURCES, source, permuted, seed, standardize, verbose
     )
 
 
@@ -298,13 +292,4 @@ def fashion_mnist_images(source="auto", data_format=None, verbose=True):
     model = kr.applications.ResNet20(input_shape=x_train.shape[1:], classes=10)
     ```
     """
-    source = check.one_of("source", source, SOURCES)
-    data_format = check.data_format(data_format)
-    verbose = check.boolean("verbose", verbose)
-    x_train, y_train, x_test, y_test, used = _flat(source, verbose)
-    shape = (28, 28, 1) if data_format == "channels_last" else (1, 28, 28)
-    return _common.Splits(
-        (x_train.reshape(-1, *shape), y_train),
-        (x_test.reshape(-1, *shape), y_test),
-        source=used,
-    )
+    return _common.images(_flat, SOURCES, source, data_format, verbose)

@@ -261,14 +261,8 @@ def sequential_mnist(
     model.fit(x_train, y_train, validation_data=(x_test, y_test))
     ```
     """
-    permuted = check.boolean("permuted", permuted)
-    seed = check.seed("seed", seed)
-    source = check.one_of("source", source, SOURCES)
-    verbose = check.boolean("verbose", verbose)
-    standardize = check.boolean("standardize", standardize)
-    x_train, y_train, x_test, y_test, used = _load_flat(source, verbose)
-    return _common.sequential_splits(
-        x_train, y_train, x_test, y_test, used, permuted, seed, standardize
+    return _common.sequential(
+        _load_flat, SOURCES, source, permuted, seed, standardize, verbose
     )
 
 
@@ -306,13 +300,4 @@ def mnist_images(source="auto", data_format=None, verbose=True):
     ])
     ```
     """
-    source = check.one_of("source", source, SOURCES)
-    data_format = check.data_format(data_format)
-    verbose = check.boolean("verbose", verbose)
-    x_train, y_train, x_test, y_test, used = _load_flat(source, verbose)
-    shape = (28, 28, 1) if data_format == "channels_last" else (1, 28, 28)
-    return _common.Splits(
-        (x_train.reshape(-1, *shape), y_train),
-        (x_test.reshape(-1, *shape), y_test),
-        source=used,
-    )
+    return _common.images(_load_flat, SOURCES, source, data_format, verbose)
