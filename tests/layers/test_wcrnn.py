@@ -68,6 +68,29 @@ def test_fused_equals_generic_outputs_and_gradients(name, options):
         np.testing.assert_allclose(a, b, **GRAD_TOL)
 
 
+@pytest.mark.parametrize("name", sorted(RESIDUALS))
+@pytest.mark.parametrize(
+    "options",
+    [{"return_sequences": True}, {"return_sequences": False},
+     {"return_sequences": False, "go_backwards": True}],
+    ids=["sequences", "last", "backwards"],
+)
+def test_fused_inference_equals_generic(name, options):
+    """`predict` (no gradient recorded: torch's kernel takes its lean
+    in-place path) against the generic RNN, with a given initial state,
+    which the kernel must read and never write."""
+    fused, generic = pair(RESIDUALS[name](), **options)
+    h0 = RNG.normal(size=(3, UNITS)).astype("float32")
+    kept = h0.copy()
+
+    def predict(rnn):
+        x, s = keras.Input(X.shape[1:]), keras.Input((UNITS,))
+        return keras.Model([x, s], rnn(x, initial_state=[s])).predict_on_batch([X, h0])
+
+    np.testing.assert_allclose(predict(fused), predict(generic), atol=OUT_ATOL)
+    np.testing.assert_array_equal(h0, kept)
+
+
 @pytest.mark.parametrize("activation", ["sigmoid", "relu", "linear"])
 def test_fused_equals_generic_for_other_activations(activation):
     fused, generic = pair(residuals.Rotational(radius=0.9, angle=0.5), activation=activation,

@@ -46,6 +46,51 @@ def supports(activation, residual, residual_trainable):
     return residual is None or not residual_trainable
 
 
+def _recur(ys, hs, W, coupling, activate, form):
+    """The forward loop, in place: `ys[t]`, holding xp_t, becomes y_t, and
+    the state after step t goes to `hs[t + 1]` (`hs[0]` is h0). `hs` may
+    also be a tuple `(h0, a, b)` of (batch, units) tensors: the states then
+    alternate between `a` and `b` (inference that returns the last state
+    only; h0, the caller's, is never written). Returns the last state."""
+    spares = hs[1:] if isinstance(hs, tuple) else None
+    prev = hs[0]
+    for t in range(ys.shape[0]):
+        out = hs[t + 1] if spares is None else spares[t % 2]
+        y = ys[t].addmm_(prev, W)
+        activate(y)
+        if form.is_zero:
+            torch.mul(y, coupling, out=out)
+        else:
+            torch.add(form.apply(prev), y, alpha=coupling, out=out)
+        prev = out
+    return prev
+
+
+def _infer(sequences, kernel, bias, h0, W, coupling, activation_name, form, go_backwards,
+           return_sequences):
+    """The forward pass where no gradient is wanted (`predict`, `no_grad`):
+    no autograd record, the projection formed time-major and overwritten in
+    place with the activations, and for the last state only two (batch,
+    units) state buffers, so the peak is one (T, batch, units) buffer (two
+    with `return_sequences`) instead of the training path's three."""
+    x = sequences.transpose(0, 1)
+    if go_backwards:
+        x = torch.flip(x, dims=(0,))
+    ys = torch.matmul(x, kernel)  # (T, batch, units), a fresh tensor: ours to overwrite
+    if bias is not None:
+        ys.add_(bias)
+    steps, batch, units = ys.shape
+    if return_sequences:
+        hs = torch.empty((steps + 1, batch, units), dtype=ys.dtype, device=ys.device)
+        hs[0] = h0
+    else:
+        hs = (h0, torch.empty_like(h0), torch.empty_like(h0))
+    h = _recur(ys, hs, W, coupling, _IN_PLACE[activation_name], form)
+    if return_sequences:
+        return h, hs[1:].transpose(0, 1), h
+    return h, None, h
+
+
 class _WCRNNFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xp, h0, W, coupling, activation_name, form, return_sequences, *tensors):
@@ -60,13 +105,7 @@ class _WCRNNFunction(torch.autograd.Function):
         ys.copy_(xp.transpose(0, 1))
         hs = torch.empty((steps + 1, batch, units), dtype=xp.dtype, device=xp.device)
         hs[0] = h0
-        for t in range(steps):
-            y = ys[t].addmm_(hs[t], W)
-            activate(y)
-            if form.is_zero:
-                torch.mul(y, coupling, out=hs[t + 1])
-            else:
-                torch.add(form.apply(hs[t]), y, alpha=coupling, out=hs[t + 1])
+        _recur(ys, hs, W, coupling, activate, form)
         ctx.hs, ctx.ys, ctx.W, ctx.form = hs, ys, W, form
         ctx.coupling, ctx.activation_name = coupling, activation_name
         ctx.return_sequences = return_sequences
@@ -106,13 +145,21 @@ class _WCRNNFunction(torch.autograd.Function):
 
 def wcrnn_scan(sequences, kernel, bias, h0, recurrent_kernel, coupling, activation, residual,
                go_backwards=False, return_sequences=True, residual_trainable=False):
-    xp = _wcrnn_kernels.project(sequences, kernel, bias)
-    form = residuals_lib.form_of(residual, xp.dtype)
+    dtype = recurrent_kernel.dtype
+    form = residuals_lib.form_of(residual, dtype)
     if form.prefers_dense:
         # One matmul per step and direction instead of the form's several
         # elementwise ops: this loop pays ~20-40 us of dispatch per op.
-        form = form.as_dense(xp.shape[-1], xp.dtype)
+        form = form.as_dense(recurrent_kernel.shape[-1], dtype)
     tensors = tuple(t.detach() for t in form.tensors)
+    leaves = (sequences, kernel, bias, h0, recurrent_kernel)
+    if not (torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in leaves)):
+        with torch.no_grad():
+            return _infer(sequences, kernel, bias, h0, recurrent_kernel, float(coupling),
+                          _activations.name_of(activation), form, go_backwards,
+                          bool(return_sequences))
+    xp = _wcrnn_kernels.project(sequences, kernel, bias)
     if go_backwards:
         xp = torch.flip(xp, dims=(1,))
     out = _WCRNNFunction.apply(
