@@ -82,3 +82,14 @@ def backward(g, h, y, recurrent_kernel, coupling, derivative, form):
     if form.is_zero:
         return back, da
     return back + form.apply_transpose(g, h), da
+
+
+def projection_backward(grad_a, xs, kernel, has_bias):
+    """`(dL/dxs, dL/dU, dL/db)` of the input projection `xp_t = x_t @ U + b`
+    from `grad_a = dL/da` (T, B, N) for time-major `xs` (T, B, features):
+    one product each for all steps (the fused kernels that form `xp_t` per
+    step). `dL/db` is None without a bias."""
+    grad_kernel = ops.einsum("tbf,tbn->fn", xs, grad_a)
+    grad_xs = ops.einsum("tbn,fn->tbf", grad_a, kernel)
+    grad_bias = ops.sum(grad_a, axis=(0, 1)) if has_bias else None
+    return ops.cast(grad_xs, xs.dtype), ops.cast(grad_kernel, kernel.dtype), grad_bias

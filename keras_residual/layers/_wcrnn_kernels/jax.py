@@ -110,13 +110,10 @@ def _custom(coupling, activation, derivative, form_type, has_bias, per_step,
         if not per_step:  # xs is the projection: autodiff takes it from here
             return (grad_a, jnp.zeros_like(kernel), jnp.zeros_like(bias), g0,
                     grad_w.astype(W.dtype), zeros)
-        # The input projection's gradients, one product each for all steps.
-        features = kernel.shape[0]
-        grad_kernel = jnp.matmul(xs.reshape(-1, features).T, flat_a)
-        grad_xs = jnp.matmul(flat_a, kernel.T).reshape(xs.shape)
-        grad_bias = jnp.sum(flat_a, axis=0) if has_bias else jnp.zeros_like(bias)
-        return (grad_xs.astype(xs.dtype), grad_kernel.astype(kernel.dtype),
-                grad_bias.astype(bias.dtype), g0, grad_w.astype(W.dtype), zeros)
+        grad_xs, grad_kernel, grad_bias = _wcrnn_step.projection_backward(
+            grad_a, xs, kernel, has_bias)
+        grad_bias = jnp.zeros_like(bias) if grad_bias is None else grad_bias.astype(bias.dtype)
+        return grad_xs, grad_kernel, grad_bias, g0, grad_w.astype(W.dtype), zeros
 
     fused.defvjp(forward, backward)
     return fused

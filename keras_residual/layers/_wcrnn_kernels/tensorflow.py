@@ -149,13 +149,10 @@ def _recurrence(xs, kernel, bias, h0, W, tensors, config, return_sequences):
 
         def grad(grad_out):
             grad_a, g0, grad_w = backward(grad_out, hs, ys, W, *tensors)
-            # The input projection's gradients, one product each for all steps.
-            features, units = tf.shape(kernel)[0], tf.shape(kernel)[1]
-            flat_a = tf.reshape(grad_a, (-1, units))
-            flat_x = tf.reshape(xs, (-1, features))
-            grad_kernel = tf.matmul(flat_x, flat_a, transpose_a=True)
-            grad_xs = tf.reshape(tf.matmul(flat_a, kernel, transpose_b=True), tf.shape(xs))
-            grad_bias = tf.reduce_sum(flat_a, axis=0) if has_bias else tf.zeros_like(bias_in)
+            grad_xs, grad_kernel, grad_bias = _wcrnn_step.projection_backward(
+                grad_a, xs, kernel, has_bias)
+            if grad_bias is None:
+                grad_bias = tf.zeros_like(bias_in)
             return grad_xs, grad_kernel, grad_bias, g0, grad_w
 
         return (hs[1:] if return_sequences else hs[-1]), grad
