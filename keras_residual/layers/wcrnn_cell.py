@@ -127,6 +127,8 @@ class WCRNNCell(keras.layers.Layer, DropoutRNNCell):
         self.seed_generator = keras.random.SeedGenerator(self.seed)
         self.state_size = units
         self.output_size = units
+        # The steps' constants of one keras.layers.RNN call (`get_dropout_mask`).
+        self._constants = None
         # Validates the residual against `units` now (e.g. Rotational needs
         # an even number), not at build.
         if self.residual is not None:
@@ -179,7 +181,7 @@ class WCRNNCell(keras.layers.Layer, DropoutRNNCell):
         # that no step rebuilds them. `reset_dropout_mask`, called after the
         # loop, drops them.
         # (The steps call this too, in training: the constants stay.)
-        if getattr(self, "_constants", None) is None:
+        if self._constants is None:
             self._constants = self._step_constants(self.compute_dtype)
         return super().get_dropout_mask(step_input)
 
@@ -203,7 +205,7 @@ class WCRNNCell(keras.layers.Layer, DropoutRNNCell):
                 sequence = sequence * dp_mask
             if rec_dp_mask is not None:
                 recurrent_input = prev * rec_dp_mask
-        constants = getattr(self, "_constants", None)
+        constants = self._constants
         if constants is None or constants[0].tensors and (
                 constants[0].tensors[0].dtype != prev.dtype):
             constants = self._step_constants(prev.dtype)  # called outside keras.layers.RNN
