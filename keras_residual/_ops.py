@@ -16,3 +16,17 @@ def matmul(x, kernel):
     if keras.backend.standardize_dtype(x.dtype) == "float64":
         return ops.einsum("...j,jk->...k", x, kernel)
     return ops.matmul(x, kernel)
+
+
+def add_scaled(a, y, scale):
+    """`a + scale * y` for a Python float `scale`. On torch one fused op
+    (`torch.add(a, y, alpha=scale)`): `scale * y` there wraps the float in
+    a new tensor per call, and a per-step loop pays for each op and for its
+    autograd node. `a` None: `scale * y`."""
+    if keras.backend.backend() == "torch":
+        import torch
+
+        if a is None:
+            return torch.mul(y, scale)
+        return torch.add(a, y, alpha=scale)
+    return scale * y if a is None else a + scale * y

@@ -50,12 +50,10 @@ def step(xp, h, recurrent_kernel, coupling, activation, form, recurrent_input=No
     if folded is not None and recurrent_input is None:
         recurrent, residual = ops.split(_ops.matmul(h, folded), 2, axis=-1)
         y = activation(xp + recurrent)
-        return residual + coupling * y, y
+        return _ops.add_scaled(residual, y, coupling), y
     recurrent_input = h if recurrent_input is None else recurrent_input
     y = activation(xp + _ops.matmul(recurrent_input, recurrent_kernel))
-    if form.is_zero:
-        return coupling * y, y
-    return form.apply(h) + coupling * y, y
+    return _ops.add_scaled(None if form.is_zero else form.apply(h), y, coupling), y
 
 
 def tangent(Q, h, y, recurrent_kernel, coupling, derivative, form, input_tangent=None):
