@@ -126,6 +126,21 @@ def adding(budget):
     return configs, _seeds(budget)
 
 
+def adding_long(budget):
+    """The two best WCRNN residuals of `adding` at T = 200 with 4x its budget:
+    train until they solve it (the 10,000-step budget solved no seed)."""
+    length = 20 if budget == "smoke" else 200
+    models = [
+        {**_wcrnn({"kind": "heterogeneous", "radius_range": [0.9, 1.0]}, 0.01),
+         "+optimizer": ADAM},
+        {**_wcrnn({"kind": "homogeneous", "radius": 0.95}, 0.01), "+optimizer": ADAM},
+    ]
+    task = _adding_task(budget, length, steps_cpu=40_000)
+    if budget == "paper":
+        task["steps"] = 100_000
+    return _product(task, model=models), _seeds(budget)
+
+
 def edge_of_chaos_smnist(budget):
     radii = RADII[4:5] if budget == "smoke" else RADII
     configs = []
@@ -309,6 +324,9 @@ EXPERIMENTS = {e.name: e for e in [
     Experiment("elman_smnist", "elman", "sequence",
                {b: (lambda b=b: elman_smnist(b)) for b in BUDGETS},
                about="SimpleRNN, SGD with momentum over 3 learning rates, 3 initialisations"),
+    Experiment("adding_long", "adding", "sequence",
+               {b: (lambda b=b: adding_long(b)) for b in BUDGETS},
+               about="adding problem, T = 200, the two best residuals with 40,000 steps"),
     Experiment("heterogeneity_fmnist", "heterogeneity", "sequence",
                {b: (lambda b=b: heterogeneity_fmnist(b)) for b in BUDGETS},
                about="homogeneous vs heterogeneous, full sequential Fashion-MNIST"),
