@@ -215,13 +215,10 @@ class ResidualForm:
     linear = True
     is_zero = False
     # Whether `apply` costs several elementwise ops where one (N, N) matmul
-    # would do: a loop that pays per op (torch eager) steps such a form as
-    # `as_dense()`.
+    # would do: a loop that pays per op (torch eager, a TensorFlow graph
+    # while-loop, whose gradient of a gather is costly) steps such a form as
+    # `as_dense()`; see `_wcrnn_kernels.cell_dense_forms`.
     prefers_dense = False
-    # Whether a step may fold the map into its recurrent product, h @ [W | R^T]
-    # (one (N, 2N) matmul for both): linear maps applied as a product or by
-    # several elementwise ops (a rotation, a dense R), not one multiply.
-    foldable = False
 
     def __init__(self, *tensors):
         self.tensors = tuple(tensors)
@@ -350,8 +347,7 @@ class RotationForm(ResidualForm):
     [[0.0, 1.0]]
     """
 
-    prefers_dense = True  # a multiply, a pair swap (reshape, flip), a multiply, an add
-    foldable = True
+    prefers_dense = True  # a multiply, a pair swap (a gather), a multiply, an add
 
     def apply(self, h):
         a, b = self.tensors
@@ -381,8 +377,6 @@ class DenseForm(ResidualForm):
     >>> ops.convert_to_numpy(form.matrix(2)).tolist()  # R = K^T
     [[0.0, 0.0], [1.0, 0.0]]
     """
-
-    foldable = True
 
     def apply(self, h):
         return _ops.matmul(h, self.tensors[0])

@@ -27,30 +27,12 @@ from keras import ops
 from keras_residual import _ops
 
 
-def fold(recurrent_kernel, form):
-    """`[W | R^T]` (N, 2N) for a `form.foldable` map (a rotation, a dense R):
-    `step(..., folded=...)` then forms `h @ W` and `rho(h) = h @ R^T` in one
-    matmul. `None` for the others (identity, diagonal, nonlinear, none),
-    which cost one elementwise op or cannot be folded."""
-    if not form.foldable:
-        return None
-    units = recurrent_kernel.shape[0]
-    residual = form.as_dense(units, recurrent_kernel.dtype).tensors[0]
-    return ops.concatenate([recurrent_kernel, ops.cast(residual, recurrent_kernel.dtype)], axis=1)
-
-
-def step(xp, h, recurrent_kernel, coupling, activation, form, recurrent_input=None,
-         folded=None):
+def step(xp, h, recurrent_kernel, coupling, activation, form, recurrent_input=None):
     """`(h_t, y_t)`: the new state and the activation `sigma(a_t)`.
 
     `recurrent_input` replaces `h` in `h @ W` (the cell's recurrent dropout
-    drops the state entering `W`, never the residual path). `folded`, from
-    `fold(W, form)`, computes both products as one (same result).
+    drops the state entering `W`, never the residual path).
     """
-    if folded is not None and recurrent_input is None:
-        recurrent, residual = ops.split(_ops.matmul(h, folded), 2, axis=-1)
-        y = activation(xp + recurrent)
-        return _ops.add_scaled(residual, y, coupling), y
     recurrent_input = h if recurrent_input is None else recurrent_input
     y = activation(xp + _ops.matmul(recurrent_input, recurrent_kernel))
     return _ops.add_scaled(None if form.is_zero else form.apply(h), y, coupling), y

@@ -167,18 +167,18 @@ class WCRNNCell(keras.layers.Layer, DropoutRNNCell):
 
     def _step_constants(self, dtype):
         """What every step of one call needs and no step changes: the
-        residual's form, and `[W | R^T]` when the form folds into the
-        recurrent product (`_wcrnn_step.fold`)."""
+        residual's form, as a product `h @ R^T` where the backend's loop
+        prefers that (`_wcrnn_kernels.cell_dense_forms`)."""
         form = self._form(dtype)
-        if not _wcrnn_kernels.cell_folds():
-            return form, None
-        return form, _wcrnn_step.fold(ops.cast(self.recurrent_kernel, dtype), form)
+        if form.prefers_dense and _wcrnn_kernels.cell_dense_forms():
+            form = form.as_dense(self.units, dtype)
+        return form
 
     def get_dropout_mask(self, step_input):
         # Keras' RNN calls this once before its loop, outside it, so that the
-        # loop's steps share one dropout mask; the step's other constants
-        # (the residual's form, the folded kernel) are prepared with it, so
-        # that no step rebuilds them. `reset_dropout_mask`, called after the
+        # loop's steps share one dropout mask; the step's other constant
+        # (the residual's form, as a product where the loop prefers one) is
+        # prepared with it, so that no step rebuilds it. `reset_dropout_mask`, called after the
         # loop, drops them.
         # (The steps call this too, in training: the constants stay.)
         if self._constants is None:
@@ -205,14 +205,14 @@ class WCRNNCell(keras.layers.Layer, DropoutRNNCell):
                 sequence = sequence * dp_mask
             if rec_dp_mask is not None:
                 recurrent_input = prev * rec_dp_mask
-        constants = self._constants
-        if constants is None or constants[0].tensors and (
-                constants[0].tensors[0].dtype != prev.dtype):
-            constants = self._step_constants(prev.dtype)  # called outside keras.layers.RNN
-        form, folded = constants
+        form = self._constants
+        if form is None or form.tensors and form.tensors[0].dtype != prev.dtype:
+            # Called outside keras.layers.RNN: the form as it is (building
+            # an (N, N) product per call would cost more than it saves).
+            form = self._form(prev.dtype)
         h, _ = _wcrnn_step.step(
             self._projection(sequence), prev, self.recurrent_kernel, self.coupling,
-            self.activation, form, recurrent_input=recurrent_input, folded=folded,
+            self.activation, form, recurrent_input=recurrent_input,
         )
         new_state = [h] if isinstance(states, (list, tuple)) else h
         return h, new_state

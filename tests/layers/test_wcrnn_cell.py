@@ -198,8 +198,8 @@ def test_heterogeneous_radii_mismatch_raises_at_build():
 
 @pytest.mark.parametrize("length", [5, 20])
 def test_the_steps_constants_are_prepared_once_per_call(length, monkeypatch):
-    """Keras' RNN prepares the step's constants (the residual's form and the
-    folded kernel) once, before its loop, with the dropout masks: their
+    """Keras' RNN prepares the step's constants (the residual's form, as a
+    product where the backend prefers one) once, before its loop, with the dropout masks: their
     count does not grow with the number of steps, in a call or in training,
     and none outlives the call."""
     from keras_residual.layers import wcrnn_cell
@@ -223,26 +223,27 @@ def test_the_steps_constants_are_prepared_once_per_call(length, monkeypatch):
     assert getattr(cell, "_constants", None) is None
 
 
-@pytest.mark.parametrize("name", ["rotational", "rotational_drawn", "dense"])
-def test_folding_the_residual_into_the_recurrent_product_changes_nothing(name, monkeypatch):
-    """h @ [W | R^T] (one matmul, where the backend's loop pays per op)
-    against the residual applied on its own: the same outputs and gradients."""
+@pytest.mark.parametrize("name", ["rotational", "rotational_drawn"])
+def test_a_rotation_as_a_product_changes_nothing(name, monkeypatch):
+    """A rotation stepped as h @ R^T (where the backend's loop pays per op)
+    against its elementwise form: the same outputs and gradients."""
     from keras_residual.layers import _wcrnn_kernels
     from tests.helpers import gradients
 
-    def run(folds):
-        monkeypatch.setattr(_wcrnn_kernels, "cell_folds", lambda: folds)
+    def run(dense):
+        monkeypatch.setattr(_wcrnn_kernels, "cell_dense_forms", lambda: dense)
         keras.utils.set_random_seed(3)
-        rnn = keras.layers.RNN(kr.layers.WCRNNCell(UNITS, coupling=0.5, residual=RESIDUALS[name](),
-                                                   bias_initializer="random_normal"),
-                               return_sequences=True)
+        cell = kr.layers.WCRNNCell(UNITS, coupling=0.5, residual=RESIDUALS[name](),
+                                   bias_initializer="random_normal")
+        rnn = keras.layers.RNN(cell, return_sequences=True)
         out = keras.ops.convert_to_numpy(rnn(X))
+        assert (type(cell._step_constants("float32")).__name__ == "DenseForm") == dense
         return out, gradients(rnn, X)
 
-    folded, folded_grads = run(True)
+    product, product_grads = run(True)
     plain, plain_grads = run(False)
-    # The same products summed in another order: float32 rounding over 12
+    # The same rotation summed in another order: float32 rounding over 12
     # steps (eps32 6e-8 x 12 x O(1) states).
-    np.testing.assert_allclose(folded, plain, rtol=0, atol=1e-5)
-    for a, b in zip(folded_grads, plain_grads):
+    np.testing.assert_allclose(product, plain, rtol=0, atol=1e-5)
+    for a, b in zip(product_grads, plain_grads):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

@@ -32,10 +32,10 @@ _IN_PLACE = {
 }
 
 
-# Keras' loop is eager and pays ~20-40 us per op: one (N, 2N) matmul instead
-# of a rotation's five ops made RNN(WCRNNCell) faster (a training step at
-# T = 100 went from 1.5x to 1.3x SimpleRNN's, measured while choosing).
-CELL_FOLDS = True
+# Keras' loop is eager and pays ~20-40 us per op: a rotation steps as one
+# h @ R^T product instead of five ops (a training step at T = 100: 47 ms
+# against 61, SimpleRNN 36; see `_wcrnn_kernels`).
+CELL_DENSE_FORMS = True
 
 
 def supports(activation, residual, residual_trainable):
