@@ -50,12 +50,16 @@ def _recur(ys, hs, W, coupling, activate, form):
     """The forward loop, in place: `ys[t]`, holding xp_t, becomes y_t, and
     the state after step t goes to `hs[t + 1]` (`hs[0]` is h0). `hs` may
     also be a tuple `(h0, a, b)` of (batch, units) tensors: the states then
-    alternate between `a` and `b` (inference that returns the last state
-    only; h0, the caller's, is never written). Returns the last state."""
+    go to whichever of `a` and `b` does not hold the previous one
+    (inference that returns the last state only; `h0` is only read, and may
+    be `a` or `b` when a chunked loop goes on). Returns the last state."""
     spares = hs[1:] if isinstance(hs, tuple) else None
     prev = hs[0]
     for t in range(ys.shape[0]):
-        out = hs[t + 1] if spares is None else spares[t % 2]
+        if spares is None:
+            out = hs[t + 1]
+        else:
+            out = spares[1] if prev is spares[0] else spares[0]
         y = ys[t].addmm_(prev, W)
         activate(y)
         if form.is_zero:
@@ -66,28 +70,40 @@ def _recur(ys, hs, W, coupling, activate, form):
     return prev
 
 
+# Inference returning the last state projects this many steps at a time:
+# memory O(chunk) instead of O(T), and one buffer size reused call after
+# call (a (T, B, N) buffer allocated and freed per call grew the process by
+# 50-150 MB through the allocator's fragmentation at T = 784).
+_CHUNK = 128
+
+
 def _infer(sequences, kernel, bias, h0, W, coupling, activation_name, form, go_backwards,
            return_sequences):
     """The forward pass where no gradient is wanted (`predict`, `no_grad`):
     no autograd record, the projection formed time-major and overwritten in
-    place with the activations, and for the last state only two (batch,
-    units) state buffers, so the peak is one (T, batch, units) buffer (two
-    with `return_sequences`) instead of the training path's three."""
+    place with the activations. With `return_sequences` one (T, B, N)
+    projection and the (T + 1, B, N) states; else the projection `_CHUNK`
+    steps at a time and the states in two (B, N) buffers."""
     x = sequences.transpose(0, 1)
     if go_backwards:
         x = torch.flip(x, dims=(0,))
-    ys = torch.matmul(x, kernel)  # (T, batch, units), a fresh tensor: ours to overwrite
-    if bias is not None:
-        ys.add_(bias)
-    steps, batch, units = ys.shape
+    activate = _IN_PLACE[activation_name]
+
+    def project(start, stop):  # a fresh tensor: ours to overwrite
+        ys = torch.matmul(x[start:stop], kernel)
+        return ys if bias is None else ys.add_(bias)
+
+    steps = x.shape[0]
     if return_sequences:
-        hs = torch.empty((steps + 1, batch, units), dtype=ys.dtype, device=ys.device)
+        ys = project(0, steps)
+        hs = torch.empty((steps + 1,) + tuple(h0.shape), dtype=ys.dtype, device=ys.device)
         hs[0] = h0
-    else:
-        hs = (h0, torch.empty_like(h0), torch.empty_like(h0))
-    h = _recur(ys, hs, W, coupling, _IN_PLACE[activation_name], form)
-    if return_sequences:
+        h = _recur(ys, hs, W, coupling, activate, form)
         return h, hs[1:].transpose(0, 1), h
+    h = h0
+    spares = (torch.empty_like(h0), torch.empty_like(h0))
+    for start in range(0, steps, _CHUNK):
+        h = _recur(project(start, start + _CHUNK), (h,) + spares, W, coupling, activate, form)
     return h, None, h
 
 
