@@ -192,7 +192,9 @@ class WCRNNCell(keras.layers.Layer, DropoutRNNCell):
     def _projection(self, sequence):
         """The input projection x_t @ U + b."""
         xp = _ops.matmul(sequence, self.kernel)
-        return xp if self.bias is None else xp + self.bias
+        # ops.add, as SimpleRNNCell: on TensorFlow a BiasAdd, whose gradient
+        # is one op in the loop (a broadcasting `+` costs three).
+        return xp if self.bias is None else ops.add(xp, self.bias)
 
     def call(self, sequence, states, training=False):
         sequence = check.floating(sequence, self.compute_dtype)

@@ -53,4 +53,4 @@ def project(sequences, kernel, bias):
     """The input projection `x @ U + b`: of all steps for (batch, T, features)
     `sequences`, of one step for (batch, features)."""
     xp = ops.matmul(sequences, kernel)
-    return xp if bias is None else xp + bias
+    return xp if bias is None else ops.add(xp, bias)
