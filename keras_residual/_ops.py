@@ -23,10 +23,14 @@ def add_scaled(a, y, scale):
     (`torch.add(a, y, alpha=scale)`): `scale * y` there wraps the float in
     a new tensor per call, and a per-step loop pays for each op and for its
     autograd node. `a` None: `scale * y`."""
-    if keras.backend.backend() == "torch":
-        import torch
-
+    if _torch is not None:
         if a is None:
-            return torch.mul(y, scale)
-        return torch.add(a, y, alpha=scale)
+            return _torch.mul(y, scale)
+        return _torch.add(a, y, alpha=scale)
     return scale * y if a is None else a + scale * y
+
+
+# The backend is fixed per process: resolved once, not in every step.
+_torch = None
+if keras.backend.backend() == "torch":
+    import torch as _torch
