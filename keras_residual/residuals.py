@@ -238,6 +238,12 @@ class ResidualForm:
         """rho(h) for row states `h` of shape (batch, N)."""
         raise NotImplementedError
 
+    def apply_add(self, h, y, scale):
+        """`rho(h) + scale * y` (a step's new state from its activation `y`):
+        `apply` and one add, or one op where a form has one (a product's
+        `addmm` on torch)."""
+        return _ops.add_scaled(self.apply(h), y, scale)
+
     def apply_transpose(self, g, h=None):
         """`g @ J_rho(h)`: the vector-Jacobian product, for rows `g` (batch, N)."""
         raise NotImplementedError
@@ -274,6 +280,9 @@ class Zero(ResidualForm):
 
     def apply(self, h):
         return ops.zeros_like(h)
+
+    def apply_add(self, h, y, scale):
+        return _ops.add_scaled(None, y, scale)
 
     def apply_transpose(self, g, h=None):
         return ops.zeros_like(g)
@@ -381,6 +390,9 @@ class DenseForm(ResidualForm):
     def apply(self, h):
         return _ops.matmul(h, self.tensors[0])
 
+    def apply_add(self, h, y, scale):
+        return _ops.matmul_add(h, self.tensors[0], y, scale)
+
     def apply_transpose(self, g, h=None):
         return _ops.matmul(g, ops.transpose(self.tensors[0]))
 
@@ -421,6 +433,9 @@ class NonlinearForm(ResidualForm):
 
     def _slope(self, h):
         return self.derivative(h, self.activation(h))
+
+    def apply_add(self, h, y, scale):
+        return self.base.apply_add(self.activation(h), y, scale)
 
     def apply(self, h):
         return self.base.apply(self.activation(h))

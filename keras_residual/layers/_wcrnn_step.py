@@ -34,8 +34,8 @@ def step(xp, h, recurrent_kernel, coupling, activation, form, recurrent_input=No
     drops the state entering `W`, never the residual path).
     """
     recurrent_input = h if recurrent_input is None else recurrent_input
-    y = activation(xp + _ops.matmul(recurrent_input, recurrent_kernel))
-    return _ops.add_scaled(None if form.is_zero else form.apply(h), y, coupling), y
+    y = activation(_ops.matmul_add(recurrent_input, recurrent_kernel, xp))
+    return form.apply_add(h, y, coupling), y
 
 
 def tangent(Q, h, y, recurrent_kernel, coupling, derivative, form, input_tangent=None):

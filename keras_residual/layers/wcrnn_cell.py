@@ -191,10 +191,12 @@ class WCRNNCell(keras.layers.Layer, DropoutRNNCell):
 
     def _projection(self, sequence):
         """The input projection x_t @ U + b."""
-        xp = _ops.matmul(sequence, self.kernel)
-        # ops.add, as SimpleRNNCell: on TensorFlow a BiasAdd, whose gradient
-        # is one op in the loop (a broadcasting `+` costs three).
-        return xp if self.bias is None else ops.add(xp, self.bias)
+        if self.bias is None:
+            return _ops.matmul(sequence, self.kernel)
+        # One addmm on torch; on TensorFlow a BiasAdd (as SimpleRNNCell's
+        # ops.add), whose gradient is one op in the loop (a broadcasting `+`
+        # costs three).
+        return _ops.matmul_add(sequence, self.kernel, self.bias)
 
     def call(self, sequence, states, training=False):
         sequence = check.floating(sequence, self.compute_dtype)

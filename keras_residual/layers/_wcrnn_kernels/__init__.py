@@ -27,12 +27,21 @@ elementwise / folded into the recurrent product as h @ [W | R^T], an
 earlier design): TensorFlow 10.5 / 12.5 / 28 / 18; torch 36 / 47 / 61 / 48;
 JAX 9.2 / 12.7 / 11.4 / 17.6. The fold computes the gradient of the whole
 (N, 2N) matrix every step, R's half for nothing.
+
+On torch each step's `matmul` + add is one `addmm` (`_ops.matmul_add`: the
+input projection with its bias, `xp + h @ W`, and a product form's
+`h @ R^T + coupling * y`): 4 ops per step against SimpleRNN's 5. Measured
+(RNN(WCRNNCell), training step, same machine, ms, before / after; SimpleRNN
+241-256 at T = 784, 32 at T = 100): identity 262 / 241 and 35.0 / 33.3,
+rotation 298 / 283 and 40.4 / 37.2, dense 296 / 274 and 41.4 / 37.2.
 """
 
 import importlib
 
 import keras
 from keras import ops
+
+from keras_residual import _ops
 
 
 def get_kernel():
@@ -52,5 +61,5 @@ def cell_dense_forms():
 def project(sequences, kernel, bias):
     """The input projection `x @ U + b`: of all steps for (batch, T, features)
     `sequences`, of one step for (batch, features)."""
-    xp = ops.matmul(sequences, kernel)
-    return xp if bias is None else ops.add(xp, bias)
+    return ops.matmul(sequences, kernel) if bias is None else _ops.matmul_add(
+        sequences, kernel, bias)
