@@ -50,4 +50,3 @@ def matmul_add(x, kernel, c, scale=1.0):
 _torch = None
 if keras.backend.backend() == "torch":
     import torch as _torch
-
