@@ -60,9 +60,10 @@ DEPTHS = (20, 32, 44, 56, 110)
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--depths", default="20,56,110",
+    parser.add_argument("--depths", type=kx.comma_list(int, DEPTHS), default="20,56,110",
                         help=f"comma-separated CIFAR ResNet depths from {list(DEPTHS)}")
-    parser.add_argument("--connections", default=",".join(CONNECTIONS))
+    parser.add_argument("--connections", type=kx.comma_list(str, CONNECTIONS),
+                        default=",".join(CONNECTIONS))
     parser.add_argument("--data", default="auto",
                         choices=["auto", "cifar10", "fashion_mnist", "mnist"],
                         help="auto: CIFAR-10 if cached or downloadable, else Fashion-MNIST "
@@ -87,17 +88,6 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smoke", action="store_true", help="tiny run (a few steps) to check it works")
     args = parser.parse_args(argv)
-    try:
-        args.depths = [int(d) for d in args.depths.split(",")]
-    except ValueError:
-        parser.error(f"--depths: integers from {list(DEPTHS)}; received {args.depths!r}")
-    for depth in args.depths:
-        if depth not in DEPTHS:
-            parser.error(f"--depths: {depth} is not one of {list(DEPTHS)}")
-    args.connections = args.connections.split(",")
-    for connection in args.connections:
-        if connection not in CONNECTIONS:
-            parser.error(f"--connections: {connection!r} is not one of {list(CONNECTIONS)}")
     if args.smoke:
         args.train_samples, args.val_samples, args.test_samples = 64, 16, 32
         args.epochs, args.probe, args.coder_steps, args.batch_size = 1, 16, 3, 32

@@ -45,25 +45,14 @@ VARIANTS = ("orthogonal", "wcr-rotational", "wcr-homogeneous")
 ANGLE0 = 2 * np.pi / 28
 
 
-def _names(allowed):
-    def parse(text):
-        names = [v.strip() for v in text.split(",") if v.strip()]
-        for name in names:
-            if name not in allowed:
-                raise argparse.ArgumentTypeError(f"{name!r} is not one of {', '.join(allowed)}")
-        return names
-
-    return parse
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--tasks", type=_names(TASKS), default="smnist",
+    parser.add_argument("--tasks", type=kx.comma_list(str, TASKS), default="smnist",
                         help=f"comma-separated tasks from {', '.join(TASKS)}")
-    parser.add_argument("--variants", type=_names(VARIANTS), default=",".join(VARIANTS),
+    parser.add_argument("--variants", type=kx.comma_list(str, VARIANTS), default=",".join(VARIANTS),
                         help=f"comma-separated recurrent initialisations from {', '.join(VARIANTS)}")
     parser.add_argument("--units", type=int, default=64, help="state size N (even)")
     parser.add_argument("--coupling", type=float, default=0.1, help="gamma of WeaklyCoupledResidual")

@@ -63,9 +63,10 @@ def config_for(model, setting, delay, args):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--delays", default="10,40,80,120", help="comma-separated delays d")
-    parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--settings", default=",".join(SETTINGS))
+    parser.add_argument("--delays", type=kx.comma_list(int), default="10,40,80,120",
+                        help="comma-separated delays d")
+    parser.add_argument("--models", type=kx.comma_list(str, MODELS), default=",".join(MODELS))
+    parser.add_argument("--settings", type=kx.comma_list(str, SETTINGS), default=",".join(SETTINGS))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--units", type=int, default=32)
     parser.add_argument("--samples", type=int, default=2048, help="training sequences")
@@ -83,15 +84,6 @@ def parse_args(argv=None):
     parser.add_argument("--output", default="results/gradient_flossing")
     parser.add_argument("--smoke", action="store_true", help="tiny run to check it works")
     args = parser.parse_args(argv)
-    args.delays = [int(d) for d in args.delays.split(",")]
-    args.models = args.models.split(",")
-    args.settings = args.settings.split(",")
-    for name in args.models:
-        if name not in MODELS:
-            parser.error(f"--models: {name!r} is not one of {MODELS}")
-    for name in args.settings:
-        if name not in SETTINGS:
-            parser.error(f"--settings: {name!r} is not one of {SETTINGS}")
     if args.smoke:
         args.delays, args.seeds, args.units = [3], 1, 4
         args.samples, args.val_samples, args.batch, args.epochs = 32, 16, 16, 2

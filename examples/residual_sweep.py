@@ -63,29 +63,14 @@ GROUP_TITLES = {
 }
 
 
-def _floats(text):
-    return [float(v) for v in text.split(",") if v.strip()]
-
-
-def _names(allowed):
-    def parse(text):
-        names = [v.strip() for v in text.split(",") if v.strip()]
-        for name in names:
-            if name not in allowed:
-                raise argparse.ArgumentTypeError(f"{name!r} is not one of {', '.join(allowed)}")
-        return names
-
-    return parse
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--tasks", type=_names(TASKS), default="smnist,psmnist,adding",
+    parser.add_argument("--tasks", type=kx.comma_list(str, TASKS), default="smnist,psmnist,adding",
                         help=f"comma-separated tasks from {', '.join(TASKS)}")
-    parser.add_argument("--groups", type=_names(GROUPS), default=",".join(GROUPS),
+    parser.add_argument("--groups", type=kx.comma_list(str, GROUPS), default=",".join(GROUPS),
                         help="comma-separated groups: a (radius), b (angle), c (heterogeneity)")
     parser.add_argument("--units", type=int, default=64, help="state size N (even)")
     parser.add_argument("--coupling", type=float, default=0.02, help="weak-coupling constant gamma")
@@ -99,16 +84,16 @@ def parse_args(argv=None):
     parser.add_argument("--adding-length", type=int, default=200, help="steps of the adding problem")
     parser.add_argument("--standardize", action="store_true",
                         help="standardise the pixels with the training set's mean and std")
-    parser.add_argument("--radii", type=_floats, default="0.9,1.0,1.02",
+    parser.add_argument("--radii", type=kx.comma_list(float), default="0.9,1.0,1.02",
                         help="group a: homogeneous radii")
-    parser.add_argument("--angle-factors", type=_floats, default="0.5,1,2",
+    parser.add_argument("--angle-factors", type=kx.comma_list(float), default="0.5,1,2",
                         help="group b: multiples of the characteristic frequency")
     parser.add_argument("--far-angle", type=float, default=math.pi / 2,
                         help="group b: an angle far from the characteristic frequency (<= 0: none)")
     parser.add_argument("--base-angle", type=float, default=None,
                         help="group b: fix angle0 (rad/step) instead of the data's characteristic frequency")
     parser.add_argument("--homogeneous-radius", type=float, default=0.95, help="group c: homogeneous radius")
-    parser.add_argument("--radius-range", type=_floats, default="0.9,1.0",
+    parser.add_argument("--radius-range", type=kx.comma_list(float), default="0.9,1.0",
                         help="group c: range of the heterogeneous radii")
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="normalised validation score that counts as converged")

@@ -21,6 +21,7 @@ import keras
 import numpy as np
 
 import keras_residual as kr
+from keras_residual import experiments as kx
 
 
 def residuals(seed):
@@ -36,7 +37,8 @@ def residuals(seed):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--units", type=int, default=16, help="state size N (even)")
-    parser.add_argument("--couplings", default="0.001,0.01,0.1,0.5")
+    parser.add_argument("--couplings", type=kx.comma_list(float), default="0.001,0.01,0.1,0.5",
+                        help="comma-separated weak-coupling constants gamma")
     parser.add_argument("--steps", type=int, default=400, help="input length T")
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--batch", type=int, default=8, help="input sequences")
@@ -44,7 +46,6 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smoke", action="store_true", help="tiny run to check it works")
     args = parser.parse_args(argv)
-    args.couplings = [float(c) for c in args.couplings.split(",")]
     if args.smoke:
         args.units, args.steps, args.warmup, args.batch = 4, 40, 5, 2
         args.couplings = args.couplings[:2]

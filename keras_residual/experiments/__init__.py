@@ -17,12 +17,15 @@
 - `kx.summarize(values)` gives mean ± std (n) and the 95 % Student-t
   interval; `kx.group`, `kx.welch_p`, `kx.fisher_p`; `kx.plots` draws score
   against a setting and convergence curves with a band over seeds.
+- `kx.comma_list(item, choices)`: the `argparse` type of the scripts'
+  comma-separated options (`--radii 0.9,1,1.02`).
 
 The paper reproduction built on it is `experiments/reproduce.py` at the top
 of the repository (its definitions, results and REPRODUCTION.md).
 """
 
 from keras_residual.experiments import plots
+from keras_residual.experiments.cli import comma_list
 from keras_residual.experiments.flossing import train_flossing_copy
 from keras_residual.experiments.flossing import train_flossing_xor
 from keras_residual.experiments.images import train_image_classifier
@@ -56,5 +59,5 @@ __all__ = [
     "train_image_classifier", "load_sequence_task", "normalized_score", "finite_or_none",
     "delayed_copy", "delayed_xor", "make_residual", "make_recurrent", "make_optimizer",
     "cifar_resnet", "summarize", "format_summary", "format_number", "Summary", "group", "welch_p", "fisher_p",
-    "plots",
+    "plots", "comma_list",
 ]

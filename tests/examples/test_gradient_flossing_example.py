@@ -33,3 +33,14 @@ def test_delayed_copy_target_is_the_bit_delay_steps_back():
     x, y = example.delayed_copy(64, delay=7, seed=0)
     assert x.shape == (64, 17, 1)
     assert ((x[:, 17 - 1 - 7, 0] > 0) == (y[:, 0] > 0)).all()
+
+
+def test_gradient_flossing_arguments(capsys):
+    example = load_example("gradient_flossing")
+    args = example.parse_args(["--delays", "5,20", "--models", "wcrnn"])
+    assert args.delays == [5, 20] and args.models == ["wcrnn"]
+    for bad, message in ((["--delays", "5,x"], "'x' is not a valid int"),
+                         (["--settings", "never"], "'never' is not one of")):
+        with pytest.raises(SystemExit):
+            example.parse_args(bad)
+        assert message in capsys.readouterr().err
