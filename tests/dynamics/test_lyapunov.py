@@ -3,6 +3,7 @@ answers, the float64 NumPy reference, options, and errors. Runs under every
 backend."""
 
 import math
+import os
 import sys
 
 import keras
@@ -464,3 +465,27 @@ def test_spectra_agree_across_backends():
     # fade much), ~60 * a few eps32 * conditioning ~1e-5; 1e-4 leaves room
     # for the GRU's sigmoid gates, whose kernels differ most across backends.
     assert_backends_agree(CROSS_BACKEND, X[:2, :60], atol=1e-4)
+
+
+@pytest.mark.only_backend("tensorflow", reason="AutoGraph is TensorFlow's")
+def test_the_first_spectrum_on_tensorflow_logs_no_autograph_warning():
+    """The loop resolved the engine's backend module through `importlib`
+    while TensorFlow traced it, and AutoGraph logged "could not transform
+    <function _gcd_import>" at a new user's first call. In a fresh process,
+    since AutoGraph reports each function once."""
+    import subprocess
+
+    code = (
+        "import numpy as np, keras, keras_residual as kr\n"
+        "x = np.random.default_rng(0).normal(size=(2, 12, 3)).astype('float32')\n"
+        "rnn = keras.layers.SimpleRNN(4)\n"
+        "rnn(x)\n"
+        "s = kr.dynamics.lyapunov_spectrum(rnn, x, warmup=2, history=5)\n"
+        "print(np.isfinite(s.exponents).all())\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "True"
+    assert "AutoGraph could not transform" not in out.stderr, out.stderr[-2000:]

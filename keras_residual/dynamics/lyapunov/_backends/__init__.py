@@ -47,12 +47,25 @@ import importlib
 import keras
 
 
+_MODULES = {}
+
+
 def get_backend():
-    """The module of the current Keras backend."""
+    """The module of the current Keras backend.
+
+    Imported once per backend and then a dictionary lookup: the loops call
+    this while TensorFlow traces them, and AutoGraph warns about
+    `importlib`'s import machinery ("could not transform _gcd_import") when
+    a traced function reaches it.
+    """
     name = keras.backend.backend()
-    if name not in ("jax", "torch", "tensorflow"):
-        raise RuntimeError(
-            f"Lyapunov exponents need the jax, torch or tensorflow backend; the "
-            f"current Keras backend is {name!r}."
-        )
-    return importlib.import_module(f"keras_residual.dynamics.lyapunov._backends.{name}")
+    module = _MODULES.get(name)
+    if module is None:
+        if name not in ("jax", "torch", "tensorflow"):
+            raise RuntimeError(
+                f"Lyapunov exponents need the jax, torch or tensorflow backend; the "
+                f"current Keras backend is {name!r}."
+            )
+        module = _MODULES[name] = importlib.import_module(
+            f"keras_residual.dynamics.lyapunov._backends.{name}")
+    return module
