@@ -4,6 +4,7 @@ backend."""
 
 import math
 import os
+import subprocess
 import sys
 
 import keras
@@ -473,8 +474,6 @@ def test_the_first_spectrum_on_tensorflow_logs_no_autograph_warning():
     while TensorFlow traced it, and AutoGraph logged "could not transform
     <function _gcd_import>" at a new user's first call. In a fresh process,
     since AutoGraph reports each function once."""
-    import subprocess
-
     code = (
         "import numpy as np, keras, keras_residual as kr\n"
         "x = np.random.default_rng(0).normal(size=(2, 12, 3)).astype('float32')\n"
