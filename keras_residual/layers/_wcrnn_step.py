@@ -68,8 +68,29 @@ def projection_backward(grad_a, xs, kernel, has_bias):
     """`(dL/dxs, dL/dU, dL/db)` of the input projection `xp_t = x_t @ U + b`
     from `grad_a = dL/da` (T, B, N) for time-major `xs` (T, B, features):
     one product each for all steps (the fused kernels that form `xp_t` per
-    step). `dL/db` is None without a bias."""
-    grad_kernel = ops.einsum("tbf,tbn->fn", xs, grad_a)
-    grad_xs = ops.einsum("tbn,fn->tbf", grad_a, kernel)
-    grad_bias = ops.sum(grad_a, axis=(0, 1)) if has_bias else None
+    step). `dL/db` is None without a bias.
+
+    Each is a product of the (T*B, ...) flattened tensors, the bias's a
+    product with a row of ones: on TensorFlow's graph (oneDNN) these cost
+    0.9 ms each against 2.2 ms for `sum(grad_a, axis=(0, 1))` and 1.1-1.3 ms
+    for the 3-D einsums (T = 784, batch 64, 128 units, 1 feature, Intel Xeon).
+    """
+    features, units = ops.shape(kernel)  # a traced width may be unknown until run
+    flat_a = ops.reshape(grad_a, (-1, units))
+    flat_x = ops.reshape(xs, (-1, features))
+    grad_kernel = ops.einsum("nf,nu->fu", flat_x, flat_a)
+    grad_xs = ops.reshape(_ops.matmul(flat_a, ops.transpose(kernel)), ops.shape(xs))
+    grad_bias = None
+    if has_bias:
+        ones = ops.ones((1, ops.shape(flat_a)[0]), dtype=flat_a.dtype)
+        grad_bias = _ops.matmul(ones, flat_a)[0]
     return ops.cast(grad_xs, xs.dtype), ops.cast(grad_kernel, kernel.dtype), grad_bias
+
+
+def recurrent_kernel_backward(states, grad_a):
+    """`dL/dW = sum_t h_{t-1}^T da_t` for all steps at once: one
+    `(T*B, N)^T (T*B, N)` product of the input states `states` (T, B, N) and
+    `grad_a = dL/da` (T, B, N), where a loop would accumulate it step by step."""
+    units = ops.shape(grad_a)[-1]
+    return ops.einsum("ni,nj->ij", ops.reshape(states, (-1, units)),
+                      ops.reshape(grad_a, (-1, units)))

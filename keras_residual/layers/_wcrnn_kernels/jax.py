@@ -103,9 +103,7 @@ def _custom(coupling, activation, derivative, form_type, has_bias, per_step,
         # The last step's output gradient enters through grad_last (h_T is
         # both the last output and the final state).
         g0, grad_a = jax.lax.scan(body, grad_last, (states, ys, extra), reverse=True)
-        units = W.shape[0]
-        flat_a = grad_a.reshape(-1, units)
-        grad_w = jnp.matmul(states.reshape(-1, units).T, flat_a)
+        grad_w = _wcrnn_step.recurrent_kernel_backward(states, grad_a)
         zeros = jax.tree_util.tree_map(jnp.zeros_like, tensors)
         if not per_step:  # xs is the projection: autodiff takes it from here
             return (grad_a, jnp.zeros_like(kernel), jnp.zeros_like(bias), g0,
