@@ -91,12 +91,13 @@ def _custom(coupling, activation, derivative, form_type, has_bias, per_step,
         xs, kernel, bias, states, ys, W, tensors = saved
         form = form_type.replace(tensors)
         grad_last, grad_hs = grads
+        W_t = W.T  # a loop constant: see _wcrnn_step.backward
 
         def body(g, inputs):
             h, y, grad_h = inputs
             if grad_h is not None:
                 g = g + grad_h
-            g_prev, da = _wcrnn_step.backward(g, h, y, W, coupling, derivative, form)
+            g_prev, da = _wcrnn_step.backward(g, h, y, W_t, coupling, derivative, form)
             return g_prev, da
 
         extra = grad_hs if return_sequences else None

@@ -84,15 +84,17 @@ def _forward(xs, kernel, bias, h0, W, coupling, activation, form, keep):
     return states.stack(), (ys.stack() if keep else None)
 
 
-def _backward(grad_out, hs, ys, W, coupling, derivative, form, sequence):
+def _backward(grad_out, hs, ys, W_t, coupling, derivative, form, sequence):
     """(dL/da (T, B, N), dL/dh0) from the gradient of the output:
-    of all states h_1..h_T (T, B, N) if `sequence`, else of h_T (B, N)."""
+    of all states h_1..h_T (T, B, N) if `sequence`, else of h_T (B, N).
+    `W_t` is the recurrent kernel transposed outside XLA (see
+    `_wcrnn_step.backward`)."""
     steps = tf.shape(ys)[0]
     grad_a = tf.TensorArray(ys.dtype, size=steps, element_shape=ys.shape[1:])
 
     def body(i, g, grad_a):
         t = steps - 1 - i
-        g_prev, da = _wcrnn_step.backward(g, hs[t], ys[t], W, coupling, derivative, form)
+        g_prev, da = _wcrnn_step.backward(g, hs[t], ys[t], W_t, coupling, derivative, form)
         if sequence:
             # dL/dh_{t-1} from the output at step t-1 (none before step 0).
             g_prev = g_prev + grad_out[tf.maximum(t - 1, 0)] * tf.cast(t > 0, g_prev.dtype)
@@ -118,8 +120,8 @@ def _compiled(config, form, has_bias, sequence):
             return _forward(xs, kernel, bias if has_bias else None, h0, W, coupling, activation,
                             form_type.replace(tensors), keep=True)
 
-        def backward(grad_out, hs, ys, W, *tensors):
-            return _backward(grad_out, hs, ys, W, coupling, derivative,
+        def backward(grad_out, hs, ys, W_t, *tensors):
+            return _backward(grad_out, hs, ys, W_t, coupling, derivative,
                              form_type.replace(tensors), sequence)
 
         _COMPILED[key] = tuple(
@@ -147,7 +149,7 @@ def _recurrence(xs, kernel, bias, h0, W, tensors, config, return_sequences):
         hs, ys = forward(xs, kernel, bias_in, h0, W, *tensors)
 
         def grad(grad_out):
-            grad_a, g0 = backward(grad_out, hs, ys, W, *tensors)
+            grad_a, g0 = backward(grad_out, hs, ys, tf.transpose(W), *tensors)
             # dW outside XLA: TensorFlow's graph matmul (oneDNN or Eigen)
             # takes 7 ms for this (50176, 128)^T (50176, 128) product where
             # XLA's took 12 (T = 784, batch 64, Intel Xeon).
