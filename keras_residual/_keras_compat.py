@@ -41,6 +41,13 @@ missing internal would otherwise make a result silently wrong.
 - `quiet_tracing(function)`: TensorFlow's private flag that silences the
   "frequent retracing" warning of a `tf.function` that is retraced by
   design (one compiled loop per configuration, cached by the caller).
+- `tape_may_record()`: TensorFlow's `could_possibly_record`
+  (`tensorflow.python.eager.record`): whether a gradient tape is active where
+  this runs (eagerly, or while a `tf.function` traces). The fused TensorFlow
+  kernel runs a loop that keeps nothing for a backward pass where none can
+  be asked for (`predict`), as the JAX and torch kernels do; where
+  TensorFlow lacks the function, True (the differentiable path, slower, never
+  wrong).
 """
 
 import contextlib
@@ -63,6 +70,7 @@ __all__ = [
     "quiet_tracing",
     "sequential_graph",
     "sublayers",
+    "tape_may_record",
 ]
 
 
@@ -159,3 +167,13 @@ def quiet_tracing(function):
     if hasattr(function, "_omit_frequent_tracing_warning"):
         function._omit_frequent_tracing_warning = True
     return function
+
+
+def tape_may_record():
+    """Whether a TensorFlow gradient tape could record what runs here."""
+    try:
+        from tensorflow.python.eager import record
+    except ImportError:
+        return True
+    could_possibly_record = getattr(record, "could_possibly_record", None)
+    return True if could_possibly_record is None else bool(could_possibly_record())

@@ -3,7 +3,7 @@
 One test per piece: if a Keras release renames or changes it, the test of
 that piece fails here, by name, rather than a feature going silently wrong.
 And the library outside `_keras_compat` imports nothing from `keras.src`
-(the README says so).
+or `tensorflow.python` (the README says so).
 """
 
 import ast
@@ -28,10 +28,12 @@ def test_only_keras_compat_touches_keras_internals():
                 continue
             tree = ast.parse(path.read_text())
             for node in ast.walk(tree):
-                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("keras.src"):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                    ("keras.src", "tensorflow.python")
+                ):
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
                 if isinstance(node, ast.Import) and any(
-                    a.name.startswith("keras.src") for a in node.names
+                    a.name.startswith(("keras.src", "tensorflow.python")) for a in node.names
                 ):
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
                 if isinstance(node, ast.Attribute) and node.attr in (
@@ -148,6 +150,22 @@ def test_quiet_tracing_sets_tensorflows_flag():
 
     function = compat.quiet_tracing(tf.function(lambda x: x))
     assert function._omit_frequent_tracing_warning is True
+
+
+@pytest.mark.only_backend("tensorflow", reason="TensorFlow's tape (could_possibly_record)")
+def test_tape_may_record_sees_a_tape_eagerly_and_while_tracing():
+    import tensorflow as tf
+    from tensorflow.python.eager import record
+
+    assert callable(record.could_possibly_record)  # the piece itself
+    seen = []
+    traced = tf.function(lambda x: seen.append(compat.tape_may_record()) or x)
+    assert compat.tape_may_record() is False
+    traced(tf.constant(1.0))
+    with tf.GradientTape():
+        assert compat.tape_may_record() is True
+        tf.function(lambda x: seen.append(compat.tape_may_record()) or x)(tf.constant(1.0))
+    assert seen == [False, True]
 
 
 def test_a_missing_internal_is_a_named_error():

@@ -33,13 +33,14 @@ RESIDUALS = {
 }
 
 
-def pair(residual, activation="tanh", **rnn_kwargs):
+def pair(residual, activation="tanh", coupling=0.4, **rnn_kwargs):
     """A fused WCRNN and the generic RNN(WCRNNCell) with the same weights."""
-    fused = kr.layers.WCRNN(UNITS, coupling=0.4, residual=residual, activation=activation,
+    fused = kr.layers.WCRNN(UNITS, coupling=coupling, residual=residual, activation=activation,
                             bias_initializer="random_normal", **rnn_kwargs)
     fused(X)
     generic = keras.layers.RNN(
-        kr.layers.WCRNNCell(UNITS, coupling=0.4, residual=residual, activation=activation), **rnn_kwargs
+        kr.layers.WCRNNCell(UNITS, coupling=coupling, residual=residual, activation=activation),
+        **rnn_kwargs,
     )
     generic(X)
     generic.set_weights(fused.get_weights())
@@ -94,6 +95,40 @@ def test_fused_inference_equals_generic(name, options, monkeypatch):
 
     np.testing.assert_allclose(predict(fused), predict(generic), atol=OUT_ATOL)
     np.testing.assert_array_equal(h0, kept)
+
+
+@pytest.mark.only_backend("tensorflow", reason="TensorFlow's inference loop and tape check")
+@pytest.mark.parametrize("return_sequences", [True, False])
+def test_tensorflow_inference_keeps_nothing_and_a_later_gradient_still_matches(return_sequences):
+    """Where no tape records a call (predict), the TensorFlow kernel runs its
+    inference loop, not the forward loop that keeps every state and
+    activation; a tf.function traced so and differentiated later (called
+    under a tape) gets its gradient by running the forward loop then, equal
+    to the generic RNN's (differentiating the inference loop itself fails
+    in XLA: 'TensorList crossing the XLA/TF boundary')."""
+    import tensorflow as tf
+
+    from keras_residual.layers._wcrnn_kernels import tensorflow as tf_kernel
+
+    # A coupling no other test uses: loops this test alone has compiled.
+    fused, generic = pair(residuals.Rotational(radius=0.9, angle=0.4), coupling=0.37,
+                          return_sequences=return_sequences)
+    form = fused.cell.residual.form("float32")
+    x = tf.constant(X)
+    traced_outside_any_tape = tf.function(lambda x: fused(x))
+    np.testing.assert_allclose(traced_outside_any_tape(x), generic(x), atol=OUT_ATOL)
+    key = (0.37, fused.cell.activation, tf_kernel._activations.derivative(fused.cell.activation),
+           form.key, True, return_sequences)
+    forward, _, inference = tf_kernel._COMPILED[key]
+    assert forward.experimental_get_tracing_count() == 0
+    assert inference.experimental_get_tracing_count() >= 1
+
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.square(traced_outside_any_tape(x)))
+    late = tape.gradient(loss, fused.trainable_variables)
+    assert forward.experimental_get_tracing_count() == 1  # traced for the gradient
+    for a, b in zip(late, gradients(generic, X)):
+        np.testing.assert_allclose(a, b, **GRAD_TOL)
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "relu", "linear"])
