@@ -468,9 +468,11 @@ def test_spectra_agree_across_backends():
     # for the GRU's sigmoid gates, whose kernels differ most across backends.
     # On one QR schedule: qr_interval="auto" picks each interval (and a QR's
     # precision) from rates measured in float32, so backends may pick different
-    # schedules, whose results differ by auto's own accuracy (a 4-unit GRU,
-    # 55 steps: up to 4e-4 across backends under "auto", 3.2e-6 with a QR
-    # every step, 25 random GRUs; one such draw failed this test in CI).
+    # schedules, whose results differ by auto's own float32 accuracy (float32
+    # QRs at spreads up to e^6 lose ~n eps e^6 on the smallest R_jj; see
+    # `loop.AUTO_LIMITS`). Measured over 25 random 4-unit GRUs, 55 steps: up to
+    # 4e-4 across backends under "auto", 3.2e-6 with a QR every step; one such
+    # draw failed this test in CI at 1.08e-4.
     assert_backends_agree(CROSS_BACKEND, X[:2, :60], atol=1e-4)
 
 
