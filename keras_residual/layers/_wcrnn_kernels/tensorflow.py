@@ -217,8 +217,9 @@ def wcrnn_scan(sequences, kernel, bias, h0, recurrent_kernel, coupling, activati
 
 def _eager(config, count, has_bias, return_sequences, recording):
     """A cached graph-mode `tf.function` of the recurrence for eager calls,
-    one for calls a gradient tape records and one for the others (a
-    function traced outside a tape has no hand-written gradient)."""
+    one for calls a gradient tape records and one for the others (traced
+    outside a tape, a function runs the inference loop, and its gradient,
+    if asked for after all, would run the forward loop a second time)."""
     coupling, activation, derivative, form = config
     key = (coupling, activation, derivative, form.key, count, has_bias, return_sequences,
            recording)
